@@ -1,0 +1,67 @@
+/*
+ * config.h: SoulBox's configuration, defined once in SB_CONFIG_KEYS.  Each key has a type,
+ * a default and (for integers) an allowed range.  Sources, later ones winning:
+ * embedded defaults < soulbox.toml (optional; --config FILE, SOULBOX_CONFIG, or ./soulbox.toml)
+ * < SOULBOX_* environment variables (key upper-cased, '.' -> '_': SOULBOX_HTTP_PORT)
+ * < command-line flags (--http-port 3000, --http.port=3000, plus the aliases below).
+ * An invalid value is refused with a message naming the key and the allowed range.
+ */
+#ifndef SB_CONFIG_H
+#define SB_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* X(type, field, "key", default, min, max, "help")  -- type: STR, INT or BOOL */
+#define SB_CONFIG_KEYS(X)                                                                          \
+    X(STR, node_name, "node.name", "", 0, 0, "this node's name on the bus (default: hostname)")   \
+    X(STR, roles, "roles", "gateway,scheduler,pool,executor,monitor,auditor,storage", 0, 0,      \
+      "the actors this process runs (comma-separated)")                                          \
+    X(STR, http_host, "http.host", "127.0.0.1", 0, 0, "address the HTTP/WebSocket API binds")    \
+    X(INT, http_port, "http.port", 3000, 0, 65535, "port of the HTTP/WebSocket API (0: any)")    \
+    X(INT, http_max_connections, "http.max_connections", 10000, 1, 1000000,                      \
+      "open client connections at most")                                                          \
+    X(STR, bus_listen, "bus.listen", "", 0, 0, "tcp://host:port other nodes join this one at")   \
+    X(STR, bus_advertise, "bus.advertise", "", 0, 0,                                              \
+      "URL other nodes reach this one at (default: bus.listen with the bound port)")            \
+    X(STR, bus_join, "bus.join", "", 0, 0, "tcp:// URLs of nodes to join (comma-separated)")     \
+    X(STR, bus_secret, "bus.secret", "", 0, 0, "shared secret authenticating the tcp bus")       \
+    X(STR, bus_secret_file, "bus.secret_file", "", 0, 0, "file holding bus.secret")              \
+    X(INT, bus_hello_ms, "bus.hello_ms", 1000, 50, 60000, "node heartbeat interval")             \
+    X(INT, bus_node_ttl_ms, "bus.node_ttl_ms", 5000, 200, 600000,                                 \
+      "a node silent this long is considered down")                                               \
+    X(STR, data_dir, "data_dir", "/var/lib/soulbox", 0, 0, "where persistent state lives")      \
+    X(STR, log_level, "log.level", "info", 0, 0, "error, warn, info or debug")                   \
+    X(STR, log_format, "log.format", "text", 0, 0, "text or json")                                \
+    X(INT, shutdown_grace_ms, "shutdown.grace_ms", 5000, 0, 600000,                               \
+      "time in-flight work gets to finish on SIGTERM")                                             \
+    X(INT, health_timeout_ms, "health.timeout_ms", 1000, 10, 60000,                               \
+      "how long /health waits for each actor's answer")
+
+#define SB__CFG_CTYPE_STR char *
+#define SB__CFG_CTYPE_INT int64_t
+#define SB__CFG_CTYPE_BOOL int
+
+typedef struct {
+#define SB__CFG_FIELD(type, field, key, def, min, max, help) SB__CFG_CTYPE_##type field;
+    SB_CONFIG_KEYS(SB__CFG_FIELD)
+#undef SB__CFG_FIELD
+    char *config_file; /* the file that was read, or NULL */
+} sb_config_t;
+
+/* sb_config_load fills cfg from defaults, the config file, the environment and argv (flags
+ * only: the caller strips the subcommand).  Unknown flags are left in *rest (argv order,
+ * non-flag arguments included) for the subcommand.  On failure prints the reason into err and
+ * returns SB_ECONFIG; cfg must still be released with sb_config_fini. */
+int sb_config_load(sb_config_t *cfg, int argc, char **argv, char **env, int *nrest, char **rest,
+                   char *err, size_t errcap);
+/* sb_config_set sets one key from text, validating it. */
+int sb_config_set(sb_config_t *cfg, const char *key, const char *value, char *err, size_t errcap);
+void sb_config_fini(sb_config_t *cfg);
+/* sb_config_usage prints every key with its default and help to f (a FILE *). */
+void sb_config_usage(void *f);
+
+/* sb_split_list splits a comma-separated list in place; returns the count (max entries). */
+size_t sb_split_list(char *s, char **out, size_t max);
+
+#endif

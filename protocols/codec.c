@@ -1,0 +1,181 @@
+/*
+ * codec.c: descriptors derived from messages.def, and the one encoder and decoder that walk
+ * them.  Encoding uses msgpack-c's packer writing into an sb_buf_t; decoding uses mp.h.
+ */
+#include "msgs.h"
+
+#include "../core/err.h"
+#include "mp.h"
+
+#include <msgpack.h>
+#include <stddef.h>
+
+/* One descriptor table per message; X carries the struct type into each field line. */
+#define SB__FD(T, no, kind, fname, max)                                                            \
+    {(no), SB_FK_##kind, (max), (uint32_t)offsetof(T, fname), #fname},
+#define SB__ENTRY_FOR(no, UP, low)                                                                 \
+    static const sb_field_t low##_fields[] = {SB_FIELDS_##low(SB__FD, sb_##low##_t)};            \
+    const sb_msgdef_t sb_##low##_def = {(no), #low, sizeof(sb_##low##_t), low##_fields,            \
+                                        (uint16_t)(sizeof low##_fields / sizeof low##_fields[0])};
+SB_MESSAGES(SB__ENTRY_FOR)
+
+static const sb_msgdef_t *const codec_all[] = {
+#define SB__PTR(no, UP, low) &sb_##low##_def,
+    SB_MESSAGES(SB__PTR)
+#undef SB__PTR
+};
+
+const sb_msgdef_t *
+sb_msgdef_lookup(uint16_t type)
+{
+    for (size_t i = 0; i < sizeof codec_all / sizeof codec_all[0]; i++)
+        if (codec_all[i]->type == type)
+            return codec_all[i];
+    return NULL;
+}
+
+const char *
+sb_msg_type_name(uint16_t type)
+{
+    const sb_msgdef_t *d = sb_msgdef_lookup(type);
+    return d ? d->name : "unknown";
+}
+
+static int
+codec_write(void *data, const char *buf, size_t len)
+{
+    return sb_buf_append(data, buf, len) ? -1 : 0;
+}
+
+static int
+codec_is_zero(const sb_field_t *f, const uint8_t *base)
+{
+    const void *p = base + f->offset;
+    switch (f->kind) {
+    case SB_FK_U64: return *(const uint64_t *)p == 0;
+    case SB_FK_I64: return *(const int64_t *)p == 0;
+    case SB_FK_BOOL: return !*(const bool *)p;
+    case SB_FK_F64: return *(const double *)p == 0.0;
+    default: return ((const sb_str_t *)p)->len == 0;
+    }
+}
+
+int
+sb_codec_encode(const sb_msgdef_t *d, const void *s, sb_buf_t *out)
+{
+    const uint8_t *base = s;
+    msgpack_packer pk;
+    size_t start = out->len;
+    uint32_t n = 0;
+
+    for (uint16_t i = 0; i < d->nfields; i++)
+        n += !codec_is_zero(&d->fields[i], base);
+    msgpack_packer_init(&pk, out, codec_write);
+    if (msgpack_pack_map(&pk, n))
+        goto fail;
+    for (uint16_t i = 0; i < d->nfields; i++) {
+        const sb_field_t *f = &d->fields[i];
+        const void *p = base + f->offset;
+        if (codec_is_zero(f, base))
+            continue;
+        if (msgpack_pack_uint16(&pk, f->no))
+            goto fail;
+        int r = 0;
+        const sb_str_t *sv = p;
+        switch (f->kind) {
+        case SB_FK_U64: r = msgpack_pack_uint64(&pk, *(const uint64_t *)p); break;
+        case SB_FK_I64: r = msgpack_pack_int64(&pk, *(const int64_t *)p); break;
+        case SB_FK_BOOL: r = *(const bool *)p ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk); break;
+        case SB_FK_F64: r = msgpack_pack_double(&pk, *(const double *)p); break;
+        case SB_FK_STR:
+            if (sv->len > f->max) {
+                out->len = start;
+                return SB_ETOOBIG;
+            }
+            r = msgpack_pack_str(&pk, sv->len) || msgpack_pack_str_body(&pk, sv->ptr, sv->len);
+            break;
+        case SB_FK_BIN:
+            if (sv->len > f->max) {
+                out->len = start;
+                return SB_ETOOBIG;
+            }
+            r = msgpack_pack_bin(&pk, sv->len) || msgpack_pack_bin_body(&pk, sv->ptr, sv->len);
+            break;
+        case SB_FK_RAW: {
+            /* A RAW field must hold exactly one well-formed object: check before embedding. */
+            sb_mp_reader_t rd;
+            sb_mp_reader_init(&rd, sv->ptr, sv->len);
+            if (sv->len > f->max || sb_mp_skip(&rd) || sb_mp_left(&rd) != 0) {
+                out->len = start;
+                return sv->len > f->max ? SB_ETOOBIG : SB_EINVAL;
+            }
+            r = sb_buf_append(out, sv->ptr, sv->len) ? -1 : 0;
+            break;
+        }
+        }
+        if (r)
+            goto fail;
+    }
+    return 0;
+fail:
+    out->len = start;
+    return SB_ETOOBIG;
+}
+
+int
+sb_codec_decode(const sb_msgdef_t *d, const void *p, size_t n, void *s, const char **bad_field)
+{
+    sb_mp_reader_t r;
+    uint32_t nkeys;
+    uint8_t *base = s;
+
+    memset(s, 0, d->size);
+    sb_mp_reader_init(&r, p, n);
+    if (sb_mp_read_map(&r, &nkeys))
+        goto bad;
+    for (uint32_t k = 0; k < nkeys; k++) {
+        uint64_t no;
+        const sb_field_t *f = NULL;
+        if (sb_mp_read_u64(&r, &no))
+            goto bad;
+        for (uint16_t i = 0; i < d->nfields; i++)
+            if (d->fields[i].no == no)
+                f = &d->fields[i];
+        if (!f) {
+            if (sb_mp_skip(&r)) /* unknown field: ignored, but must still be well-formed */
+                goto bad;
+            continue;
+        }
+        void *dst = base + f->offset;
+        int e = 0;
+        switch (f->kind) {
+        case SB_FK_U64: e = sb_mp_read_u64(&r, dst); break;
+        case SB_FK_I64: e = sb_mp_read_i64(&r, dst); break;
+        case SB_FK_BOOL: e = sb_mp_read_bool(&r, dst); break;
+        case SB_FK_F64: e = sb_mp_read_f64(&r, dst); break;
+        case SB_FK_STR: e = sb_mp_read_str(&r, dst); break;
+        case SB_FK_BIN: e = sb_mp_read_bin(&r, dst); break;
+        case SB_FK_RAW: e = sb_mp_read_raw(&r, dst); break;
+        }
+        if (e) {
+            if (bad_field)
+                *bad_field = f->name;
+            memset(s, 0, d->size);
+            return SB_EBADMSG;
+        }
+        if (f->kind >= SB_FK_STR && ((sb_str_t *)dst)->len > f->max) {
+            if (bad_field)
+                *bad_field = f->name;
+            memset(s, 0, d->size);
+            return SB_ETOOBIG;
+        }
+    }
+    if (sb_mp_left(&r) != 0)
+        goto bad;
+    return 0;
+bad:
+    if (bad_field)
+        *bad_field = "(body)";
+    memset(s, 0, d->size);
+    return SB_EBADMSG;
+}

@@ -1,0 +1,46 @@
+/*
+ * codec.h: the generic table-driven codec behind every message.  A body is a msgpack map from
+ * field number to value.  Encoding skips zero values (they decode as the default anyway).
+ * Decoding checks each known field's msgpack type and size cap and ignores unknown fields.
+ * Thread-safe (pure functions over constant tables).
+ */
+#ifndef SB_CODEC_H
+#define SB_CODEC_H
+
+#include "../core/buf.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { SB_FK_U64, SB_FK_I64, SB_FK_BOOL, SB_FK_F64, SB_FK_STR, SB_FK_BIN, SB_FK_RAW } sb_fkind_t;
+
+typedef struct {
+    uint16_t no;
+    uint8_t kind;
+    uint32_t max; /* bytes, for STR/BIN/RAW */
+    uint32_t offset;
+    const char *name;
+} sb_field_t;
+
+typedef struct {
+    uint16_t type;
+    const char *name;
+    size_t size;
+    const sb_field_t *fields;
+    uint16_t nfields;
+} sb_msgdef_t;
+
+#define SB_MSG_MAX_FIELDS 64
+
+/* sb_codec_encode appends s (a struct described by d) to out as msgpack. */
+int sb_codec_encode(const sb_msgdef_t *d, const void *s, sb_buf_t *out);
+/* sb_codec_decode zeroes s, then fills it from p[n].  On failure returns SB_EBADMSG or
+ * SB_ETOOBIG and, if bad_field is not NULL, sets it to the offending field's name. */
+int sb_codec_decode(const sb_msgdef_t *d, const void *p, size_t n, void *s, const char **bad_field);
+/* sb_msgdef_lookup finds a registered message by type number; NULL if unknown. */
+const sb_msgdef_t *sb_msgdef_lookup(uint16_t type);
+/* sb_msg_type_name returns the registered name or "unknown". */
+const char *sb_msg_type_name(uint16_t type);
+
+#endif

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything SoulBox needs to build, run and test, from Debian's packages (and npm for
+# browser assets / test clients). Idempotent: re-running it on a set-up machine is a fast no-op.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config git ca-certificates
+  libuv1-dev libnng-dev libmsgpack-dev node-llhttp libwebsockets-dev libjwt-dev
+  libjansson-dev libhiredis-dev libseccomp-dev libssl-dev libsqlite3-dev
+  # runtimes the built-in table and tests use
+  python3 nodejs bash
+  # test tools
+  curl python3-requests python3-websockets redis-server clang libclang-rt-14-dev
+  valgrind iproute2 procps util-linux
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
