@@ -74,6 +74,7 @@ struct sb_actor {
     uv_prepare_t prepare;
     uv_timer_t deadline_timer, retry_timer, stop_timer, grace_timer;
     int handles_inited;
+    int registered; /* our kind is in the bus directory (ours to remove) */
 
     uv_mutex_t mu;
     uv_cond_t cv;
@@ -633,7 +634,9 @@ actor_finish(sb_actor_t *a)
         actor_flush(a);
     a->phase = ACTOR_FINISHING;
     actor_fail_all_pending(a, SB_ECANCELED);
-    sb__bus_unregister(a->bus, a->ops->kind);
+    if (a->registered)
+        sb__bus_unregister(a->bus, a->ops->kind);
+    a->registered = 0;
     if (a->handles_inited) {
         uv_mutex_lock(&a->mu);
         a->async_live = 0;
@@ -670,6 +673,7 @@ actor_setup(sb_actor_t *a)
         sb_log_error("SB-ACTOR-DUP", "%s already runs in this process", a->ops->name);
         return r;
     }
+    a->registered = 1;
     if ((e = nng_pull0_open(&a->mbox)) != 0)
         goto fail_nng;
     a->mbox_open = 1;

@@ -490,6 +490,7 @@ bus_on_rx(void *arg)
 
     if (e == NNG_ECLOSED || e == NNG_ECANCELED || atomic_load(&bus->stopping))
         return;
+    sb_log_set_actor("bus"); /* NNG's thread: name it in our log lines */
     if (e != 0)
         goto rearm;
     nm = nng_aio_get_msg(bus->rx_aio);
