@@ -47,6 +47,12 @@ codec_write(void *data, const char *buf, size_t len)
     return sb_buf_append(data, buf, len) ? -1 : 0;
 }
 
+void
+sb_codec_packer(void *pk, sb_buf_t *out)
+{
+    msgpack_packer_init(pk, out, codec_write);
+}
+
 static int
 codec_is_zero(const sb_field_t *f, const uint8_t *base)
 {

@@ -38,6 +38,10 @@ int sb_codec_encode(const sb_msgdef_t *d, const void *s, sb_buf_t *out);
 /* sb_codec_decode zeroes s, then fills it from p[n].  On failure returns SB_EBADMSG or
  * SB_ETOOBIG and, if bad_field is not NULL, sets it to the offending field's name. */
 int sb_codec_decode(const sb_msgdef_t *d, const void *p, size_t n, void *s, const char **bad_field);
+/* sb_codec_packer readies a msgpack-c packer that appends to out, for building RAW field
+ * values (arrays, maps) with msgpack_pack_* calls.  pk is a msgpack_packer *. */
+void sb_codec_packer(void *pk, sb_buf_t *out);
+
 /* sb_msgdef_lookup finds a registered message by type number; NULL if unknown. */
 const sb_msgdef_t *sb_msgdef_lookup(uint16_t type);
 /* sb_msg_type_name returns the registered name or "unknown". */

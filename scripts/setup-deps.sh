@@ -11,6 +11,7 @@ PKGS=(
   python3 nodejs bash
   # test tools
   curl python3-requests python3-websockets redis-server clang libclang-rt-14-dev
+  prometheus python3-prometheus-client
   valgrind iproute2 procps util-linux
 )
 

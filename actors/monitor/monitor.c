@@ -21,6 +21,7 @@
 #include "protocols/msgs.h"
 
 #include <dirent.h>
+#include <msgpack.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -485,22 +486,18 @@ mon_stats_reply(sb_actor_t *a, mon_state_t *ms, const sb_msg_t *m)
     if (!s)
         return SB_ENOTFOUND;
     sb_buf_t rows;
+    msgpack_packer pk;
     sb_buf_init(&rows, 0);
-    uint8_t hdr[5] = {0xdd, (uint8_t)(s->n >> 24), (uint8_t)(s->n >> 16), (uint8_t)(s->n >> 8),
-                      (uint8_t)s->n};
-    sb_buf_append(&rows, hdr, 5);
+    sb_codec_packer(&pk, &rows);
+    msgpack_pack_array(&pk, s->n);
     for (uint32_t i = 0; i < s->n; i++) {
         mon_sample_t *x = &s->ring[(s->head + MON_HISTORY - s->n + i) % MON_HISTORY];
-        uint64_t v[5] = {x->t_ms, x->cpu_us, x->memory, x->pids, x->disk};
-        uint8_t row[1 + 5 * 9];
-        size_t n = 0;
-        row[n++] = 0x95;
-        for (int k = 0; k < 5; k++) {
-            row[n++] = 0xcf;
-            for (int j = 7; j >= 0; j--)
-                row[n++] = (uint8_t)(v[k] >> (8 * j));
-        }
-        sb_buf_append(&rows, row, n);
+        msgpack_pack_array(&pk, 5);
+        msgpack_pack_uint64(&pk, x->t_ms);
+        msgpack_pack_uint64(&pk, x->cpu_us);
+        msgpack_pack_uint64(&pk, x->memory);
+        msgpack_pack_uint64(&pk, x->pids);
+        msgpack_pack_uint64(&pk, x->disk);
     }
     sb_sandbox_stats_t out = {.id = q.id, .samples = {(const char *)rows.data, (uint32_t)rows.len},
                               .memory_peak = s->memory_peak};
