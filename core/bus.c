@@ -17,6 +17,7 @@
 #include "../protocols/mp.h"
 #include "../protocols/msgs.h"
 
+#include <msgpack.h>
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
@@ -251,11 +252,12 @@ bus_hello_body(sb_bus_t *bus, int want_reply, sb_buf_t *out)
 {
     sb_buf_t peers;
     sb_hello_t h = {0};
-    uint8_t hdr[5];
+    msgpack_packer pk;
     uint32_t n = 0;
     uint64_t mask = 0, now = sb_now_real_ms();
 
     sb_buf_init(&peers, 60000);
+    sb_codec_packer(&pk, &peers);
     pthread_mutex_lock(&bus->mu);
     for (int k = 1; k < SB_ACTOR_KINDS; k++)
         if (bus->local_url[k][0])
@@ -263,20 +265,14 @@ bus_hello_body(sb_bus_t *bus, int want_reply, sb_buf_t *out)
     for (size_t i = 0; i < bus->nnodes; i++)
         if (bus->nodes[i].url[0] && now - bus->nodes[i].last_seen_ms < bus->node_ttl_ms)
             n++;
-    hdr[0] = 0xdd; /* array32 */
-    hdr[1] = (uint8_t)(n >> 24);
-    hdr[2] = (uint8_t)(n >> 16);
-    hdr[3] = (uint8_t)(n >> 8);
-    hdr[4] = (uint8_t)n;
-    sb_buf_append(&peers, hdr, 5);
+    msgpack_pack_array(&pk, n);
     for (size_t i = 0; i < bus->nnodes; i++) {
         bus_node_t *nd = &bus->nodes[i];
         if (!nd->url[0] || now - nd->last_seen_ms >= bus->node_ttl_ms)
             continue;
         size_t l = strlen(nd->url);
-        uint8_t sh[2] = {0xd9, (uint8_t)l};
-        sb_buf_append(&peers, sh, 2);
-        sb_buf_append(&peers, nd->url, l);
+        msgpack_pack_str(&pk, l);
+        msgpack_pack_str_body(&pk, nd->url, l);
     }
     pthread_mutex_unlock(&bus->mu);
     h.node = sb_str(bus->name);
