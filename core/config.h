@@ -36,7 +36,18 @@
     X(INT, shutdown_grace_ms, "shutdown.grace_ms", 5000, 0, 600000,                               \
       "time in-flight work gets to finish on SIGTERM")                                             \
     X(INT, health_timeout_ms, "health.timeout_ms", 1000, 10, 60000,                               \
-      "how long /health waits for each actor's answer")
+      "how long /health waits for each actor's answer")                                           \
+    X(STR, storage_backend, "storage.backend", "sqlite", 0, 0, "sqlite (embedded) or redis")    \
+    X(STR, storage_redis_host, "storage.redis_host", "127.0.0.1", 0, 0,                          \
+      "Redis host (storage.backend = redis)")                                                     \
+    X(INT, storage_redis_port, "storage.redis_port", 6379, 1, 65535, "Redis port")               \
+    X(INT, storage_redis_db, "storage.redis_db", 0, 0, 1023, "Redis database number (SELECT)")  \
+    X(STR, storage_redis_password, "storage.redis_password", "", 0, 0,                            \
+      "Redis password (AUTH), if the server needs one")                                           \
+    X(STR, storage_redis_prefix, "storage.redis_prefix", "soulbox:", 0, 0,                        \
+      "prefix of every Redis key SoulBox writes")                                                 \
+    X(INT, storage_max_record_bytes, "storage.max_record_bytes", 65536, 256, 1048576,             \
+      "largest record (JSON bytes) storage accepts")
 
 #define SB__CFG_CTYPE_STR char *
 #define SB__CFG_CTYPE_INT int64_t
