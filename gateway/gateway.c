@@ -9,6 +9,11 @@
  * checks costs one round of pings per round-trip, not one per request.
  *
  * Probe round states: IDLE -> PROBING (pings out, waiters queued) -> IDLE (answered all).
+ *
+ * GET /metrics asks the monitor for the Prometheus text; GET /ready asks it whether the
+ * deployment can take work.  Every HTTP response is counted by (route pattern, status) here
+ * and the counts go to the monitor once a second (and with each /metrics request, so a scrape
+ * is never a report behind).
  */
 #include "gateway.h"
 
@@ -18,6 +23,7 @@
 #include "protocols/msgs.h"
 
 #include <jansson.h>
+#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +43,14 @@ typedef struct {
     uint64_t handled;
 } gw_probe_t;
 
+#define GW_MAX_HTTP_SERIES 256
+
+typedef struct {
+    char route[96];
+    int code;
+    uint64_t count;
+} gw_http_count_t;
+
 typedef struct {
     sb_actor_t *actor;
     sb_gateway_arg_t *arg;
@@ -48,6 +62,10 @@ typedef struct {
     uint64_t round_started_us;
     gw_probe_t probes[SB_ACTOR_KINDS];
     gw_waiter_t *waiters, **waiters_tail;
+    /* HTTP counts not yet reported to the monitor */
+    gw_http_count_t counts[GW_MAX_HTTP_SERIES];
+    size_t ncounts;
+    uv_timer_t report_timer;
 } gw_state_t;
 
 static void gw_health_round(gw_state_t *gs);
@@ -177,6 +195,138 @@ gw_on_health(sb_http_req_t *req, void *ud)
         gw_health_round(gs);
 }
 
+/* ---- HTTP counters -> monitor ---------------------------------------------------------- */
+
+static void
+gw_observe(const char *route, const char *method, int status, uint64_t duration_us, void *ud)
+{
+    gw_state_t *gs = ud;
+    (void)method;
+    (void)duration_us;
+    for (size_t i = 0; i < gs->ncounts; i++)
+        if (gs->counts[i].code == status && !strcmp(gs->counts[i].route, route)) {
+            gs->counts[i].count++;
+            return;
+        }
+    if (gs->ncounts < GW_MAX_HTTP_SERIES) {
+        gw_http_count_t *c = &gs->counts[gs->ncounts++];
+        snprintf(c->route, sizeof c->route, "%s", route);
+        c->code = status;
+        c->count = 1;
+    }
+}
+
+/* gw_counts_encode writes the pending counts as a msgpack array of [route, code, count]. */
+static void
+gw_counts_encode(gw_state_t *gs, sb_buf_t *out)
+{
+    msgpack_packer pk;
+    sb_codec_packer(&pk, out);
+    msgpack_pack_array(&pk, (uint32_t)gs->ncounts);
+    for (size_t i = 0; i < gs->ncounts; i++) {
+        gw_http_count_t *c = &gs->counts[i];
+        size_t l = strlen(c->route);
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_str(&pk, l);
+        msgpack_pack_str_body(&pk, c->route, l);
+        msgpack_pack_int(&pk, c->code);
+        msgpack_pack_uint64(&pk, c->count);
+    }
+}
+
+static void
+gw_on_report(uv_timer_t *t)
+{
+    gw_state_t *gs = t->data;
+    sb_buf_t raw, *b;
+    if (gs->ncounts == 0)
+        return;
+    sb_buf_init(&raw, 0);
+    gw_counts_encode(gs, &raw);
+    sb_mon_http_t h = {.counts = {(const char *)raw.data, (uint32_t)raw.len}};
+    b = sb_actor_scratch(gs->actor);
+    /* One-way; if the monitor is full or absent the counts stay and go with the next report. */
+    if (sb_mon_http_encode(&h, b) == 0 &&
+        sb_actor_send(gs->actor, sb_addr(SB_ACTOR_MONITOR), SB_MSG_MON_HTTP, 0, 0, 0, b->data,
+                      b->len) == 0)
+        gs->ncounts = 0;
+    sb_buf_fini(&raw);
+}
+
+/* ---- /metrics and /ready ------------------------------------------------------------------ */
+
+static void
+gw_on_metrics_reply(sb_actor_t *a, int status, const sb_msg_t *m, void *ud)
+{
+    sb_http_req_t *req = ud;
+    sb_metrics_text_t t;
+    (void)a;
+    if (status != 0 || sb_metrics_text_decode(m, &t) != 0) {
+        sb_http_respond_error(req, 503, "unavailable", "the monitor did not answer: %s",
+                              status ? sb_strerror(status) : "malformed reply");
+        return;
+    }
+    sb_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", t.text.ptr, t.text.len);
+}
+
+static void
+gw_on_metrics(sb_http_req_t *req, void *ud)
+{
+    gw_state_t *gs = ud;
+    sb_buf_t raw;
+    sb_buf_init(&raw, 0);
+    gw_counts_encode(gs, &raw);
+    sb_metrics_get_t g = {.http_counts = {(const char *)raw.data, (uint32_t)raw.len}};
+    sb_buf_t *b = sb_actor_scratch(gs->actor);
+    int r = sb_metrics_get_encode(&g, b);
+    if (r == 0)
+        r = sb_actor_request(gs->actor, sb_addr(SB_ACTOR_MONITOR), SB_MSG_METRICS_GET, b->data,
+                             b->len, (uint32_t)gs->arg->cfg->health_timeout_ms,
+                             gw_on_metrics_reply, req, NULL);
+    sb_buf_fini(&raw);
+    if (r == 0)
+        gs->ncounts = 0; /* they travel with the request */
+    else
+        sb_http_respond_error(req, 503, "unavailable", "no monitor: %s", sb_strerror(r));
+}
+
+static void
+gw_on_ready_reply(sb_actor_t *a, int status, const sb_msg_t *m, void *ud)
+{
+    sb_http_req_t *req = ud;
+    sb_ready_t rd;
+    (void)a;
+    json_t *j = json_object();
+    if (status != 0 || sb_ready_decode(m, &rd) != 0) {
+        json_object_set_new(j, "ready", json_false());
+        json_object_set_new(j, "reason", json_string("the monitor did not answer"));
+        sb_http_respond_json(req, 503, j);
+        return;
+    }
+    json_object_set_new(j, "ready", json_boolean(rd.ready));
+    if (!rd.ready)
+        json_object_set_new(j, "reason", json_stringn(rd.reason.ptr, rd.reason.len));
+    sb_http_respond_json(req, rd.ready ? 200 : 503, j);
+}
+
+static void
+gw_on_ready(sb_http_req_t *req, void *ud)
+{
+    gw_state_t *gs = ud;
+    sb_ready_get_t q = {0};
+    sb_buf_t *b = sb_actor_scratch(gs->actor);
+    sb_ready_get_encode(&q, b);
+    int r = sb_actor_request(gs->actor, sb_addr(SB_ACTOR_MONITOR), SB_MSG_READY_GET, b->data,
+                             b->len, (uint32_t)gs->arg->cfg->health_timeout_ms, gw_on_ready_reply,
+                             req, NULL);
+    if (r != 0) {
+        json_t *j = json_object();
+        json_object_set_new(j, "ready", json_false());
+        json_object_set_new(j, "reason", json_string("no monitor runs"));
+        sb_http_respond_json(req, 503, j);
+    }
+}
+
 static int
 gw_init(sb_actor_t *a, void *state)
 {
@@ -192,7 +342,10 @@ gw_init(sb_actor_t *a, void *state)
     ho.max_connections = (uint32_t)cfg->http_max_connections;
     ho.access_log = 0;
     gs->http = sb_http_server_alloc(sb_actor_loop(a), &ho);
+    sb_http_set_observer(gs->http, gw_observe, gs);
     sb_http_route(gs->http, "GET", "/health", gw_on_health, gs, 0);
+    sb_http_route(gs->http, "GET", "/ready", gw_on_ready, gs, 0);
+    sb_http_route(gs->http, "GET", "/metrics", gw_on_metrics, gs, 0);
     if ((r = sb_http_listen(gs->http, cfg->http_host, (int)cfg->http_port)) != 0) {
         sb_log_error("SB-GW-LISTEN-FAIL", "cannot listen on %s:%lld: %s", cfg->http_host,
                      (long long)cfg->http_port, sb_strerror(r));
@@ -201,6 +354,9 @@ gw_init(sb_actor_t *a, void *state)
         return r;
     }
     atomic_store(&arg->port, sb_http_port(gs->http));
+    uv_timer_init(sb_actor_loop(a), &gs->report_timer);
+    gs->report_timer.data = gs;
+    uv_timer_start(&gs->report_timer, gw_on_report, 1000, 1000);
     sb_log_info("SB-GW-LISTEN", "HTTP API listening on %s:%d", cfg->http_host,
                 sb_http_port(gs->http));
     return 0;
@@ -220,6 +376,8 @@ gw_stop(sb_actor_t *a, void *state)
 {
     gw_state_t *gs = state;
     (void)a;
+    if (gs->report_timer.data && !uv_is_closing((uv_handle_t *)&gs->report_timer))
+        uv_close((uv_handle_t *)&gs->report_timer, NULL);
     if (gs->http) {
         sb_http_server_close(gs->http, NULL, NULL);
         gs->http = NULL;

@@ -36,7 +36,7 @@ typedef struct {
     double rate;                     /* ops or messages per second */
 } result_t;
 
-static result_t results[16];
+static result_t results[32];
 static int nresults;
 
 static int
@@ -252,7 +252,8 @@ static void
 drv_on_idle(uv_idle_t *h)
 {
     drv_t *d = h->data;
-    for (int k = 0; k < 512 && d->sent < n_oneway; k++) {
+    int burst = d->mode == 2 ? 1 : 512; /* mode 2: one message per loop turn, no batching */
+    for (int k = 0; k < burst && d->sent < n_oneway; k++) {
         int r = sb_actor_send(d->a, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_BENCH, 0, 0, 0, d->body,
                               d->blen);
         if (r == SB_EAGAIN)
@@ -280,7 +281,8 @@ drv_init(sb_actor_t *a, void *state)
     d->blen = buf.len;
     sb_buf_fini(&buf);
     d->t0 = sb_now_mono_us();
-    if (*(int *)sb_actor_arg(a) == 0) {
+    d->mode = *(int *)sb_actor_arg(a);
+    if (d->mode == 0) {
         d->lat = malloc(sizeof *d->lat * (size_t)n_rt);
         drv_send_one(d);
     } else {
@@ -366,6 +368,23 @@ bench_actors(int tcp)
     wait_done();
     report_rate(tcp ? "actor one-way throughput, tcp" : "actor one-way throughput, inproc",
                 n_oneway, sb_now_mono_us() - t0);
+    sb_actor_stop(drv, 1000);
+    sb_actor_join(drv);
+    sb_actor_free(drv);
+
+    /* the same without batching: one message, one NNG message, one wake-up */
+    long saved = n_oneway;
+    n_oneway = saved / 20 > 1000 ? saved / 20 : saved;
+    atomic_store(&sink_count, 0);
+    sink_target = n_oneway;
+    mode = 2;
+    t0 = sb_now_mono_us();
+    if (sb_actor_spawn(bus_b, &drv_ops, &mode, &drv))
+        abort();
+    wait_done();
+    report_rate(tcp ? "actor one-way, unbatched, tcp" : "actor one-way, unbatched, inproc",
+                n_oneway, sb_now_mono_us() - t0);
+    n_oneway = saved;
     sb_actor_stop(drv, 1000);
     sb_actor_join(drv);
     sb_actor_free(drv);
