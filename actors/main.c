@@ -14,11 +14,13 @@
 #include "core/log.h"
 #include "gateway/gateway.h"
 #include "actors/auditor/auditor.h"
+#include "actors/auditor/auditor_cli.h"
 #include "actors/executor/executor.h"
 #include "actors/monitor/monitor.h"
 #include "actors/pool/pool.h"
 #include "actors/scheduler/scheduler.h"
 #include "actors/storage/storage.h"
+#include "actors/storage/storage_cli.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -44,6 +46,8 @@ static const struct {
     {"serve", cmd_serve, "run the server (all actors, or --roles a,b,...)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "this text, and every configuration key"},
+    {"migrate", sb_cmd_migrate, "run the storage schema migrations and exit"},
+    {"audit", sb_cmd_audit, "audit verify (check the hash chain) | audit tail [-n N]"},
 };
 
 /* Start order; stop order is the reverse. */
