@@ -41,7 +41,7 @@ typedef struct {
     uint32_t max_connections;    /* default 10000; beyond, new connections get 503 and close */
     uint32_t max_pipelined;      /* requests parsed ahead of the one being answered (default 16) */
     const char *cors_origins;    /* NULL: no CORS headers; "*" or a comma list of origins */
-    int access_log;              /* 1: one info line per response (default on) */
+    int access_log;              /* one info line per response: 0 default (on), 1 on, -1 off */
 } sb_http_opts_t;
 
 typedef void (*sb_http_handler_t)(sb_http_req_t *req, void *ud);
@@ -49,9 +49,10 @@ typedef void (*sb_http_close_cb)(sb_http_server_t *srv, void *ud);
 
 /* sb_http_server_alloc: opts may be NULL for defaults.  Never fails (aborts on OOM). */
 sb_http_server_t *sb_http_server_alloc(uv_loop_t *loop, const sb_http_opts_t *opts);
-/* sb_http_route registers method ("GET", ...; "*" for any) and pattern ("/a/{id}/b", a
- * trailing "/*" matches the rest).  A path that matches a pattern but not the method gets 405
- * with Allow.  max_body overrides opts.max_body_bytes when non-zero. */
+/* sb_http_route registers method ("GET", ...; "*" for any) and pattern ("/a/{id}/b"; a
+ * last segment "*", as in "/files/" "*", matches the rest, even empty).  Routes match in
+ * registration order.  A path that matches a pattern but not the method gets 405 with Allow
+ * (HEAD is served by GET routes).  max_body overrides opts.max_body_bytes when non-zero. */
 int sb_http_route(sb_http_server_t *srv, const char *method, const char *pattern,
                   sb_http_handler_t fn, void *ud, size_t max_body);
 /* sb_http_listen binds host:port (port 0: any; sb_http_port tells).  UV errors returned. */
@@ -95,8 +96,12 @@ int sb_http_respond_error(sb_http_req_t *req, int status, const char *code, cons
     __attribute__((format(printf, 4, 5)));
 
 /* Streaming (chunked) responses: begin, any number of writes, end.  sb_http_stream_write
- * returns SB_EAGAIN when the client's queued output is over max_output_bytes: the caller
- * should pause its source and resume from the drain callback. */
+ * returns SB_EAGAIN when the client's queued output is over max_output_bytes: the data was
+ * NOT taken; the caller should pause its source and write it again from the drain callback
+ * (called once the queue is back under the cap).  This keeps a connection's output bounded
+ * by max_output_bytes plus one write.  After the client went away they return SB_ECLOSED;
+ * the handler still ends with sb_http_stream_end (or a respond call), which frees the
+ * request.  Likewise a respond call on an aborted request returns SB_ECLOSED and frees it. */
 int sb_http_stream_begin(sb_http_req_t *req, int status, const char *content_type);
 int sb_http_stream_write(sb_http_req_t *req, const void *data, size_t len);
 void sb_http_stream_on_drain(sb_http_req_t *req, void (*cb)(sb_http_req_t *req, void *ud), void *ud);
@@ -108,7 +113,13 @@ typedef void (*sb_http_observer_t)(const char *route, const char *method, int st
 void sb_http_set_observer(sb_http_server_t *srv, sb_http_observer_t fn, void *ud);
 
 /* Upgrades (WebSocket, later): a route may take over the connection's socket.  The bytes
- * already read past the request head are passed along.  The server forgets the connection. */
+ * already read past the request head are passed along.  The server forgets the connection.
+ * Only for a request llhttp saw as an upgrade (Connection: Upgrade + Upgrade:, or CONNECT);
+ * else SB_EINVAL and the handler must still respond.  On 0, req is the server's until cb:
+ * cb runs from the loop (never inside sb_http_upgrade) once earlier responses are flushed;
+ * req and extra are valid only during cb.  sock was malloc'd, is not reading, and has
+ * data == NULL: the callee owns it, and frees it with free() in its uv_close callback.  If
+ * the client disconnects before that, cb never runs. */
 typedef void (*sb_http_upgrade_cb)(uv_tcp_t *sock, const sb_http_req_t *req, const void *extra,
                                    size_t extra_len, void *ud);
 int sb_http_upgrade(sb_http_req_t *req, sb_http_upgrade_cb cb, void *ud);
