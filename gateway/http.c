@@ -1000,6 +1000,11 @@ conn_after(sb__http_conn_t *c)
             uv_timer_stop(&c->timer);
         return;
     }
+    if (srv->closing && !c->qhead && c->cur && c->cur->state == REQ_HEAD) {
+        /* Shutting down: a request whose head has not even arrived is not in flight. */
+        conn_close(c);
+        return;
+    }
     int nothing = !c->qhead && !c->cur && c->stash.len == 0 && !c->paused;
     if (nothing && (c->peer_eof || srv->closing || c->parse_dead || c->upgrade_wait))
         c->close_after = 1;
@@ -1384,8 +1389,7 @@ sb_http_server_alloc(uv_loop_t *loop, const sb_http_opts_t *opts)
         o->max_connections = 10000;
     if (!o->max_pipelined)
         o->max_pipelined = 16;
-    if (!opts || o->access_log == 0)
-        o->access_log = 1;
+    o->access_log = opts ? o->access_log > 0 : 1;
     srv->cors = o->cors_origins && o->cors_origins[0] ? sb_xstrdup(o->cors_origins) : NULL;
     o->cors_origins = srv->cors;
     uint64_t seed = 0;
@@ -1475,7 +1479,8 @@ sb_http_server_close(sb_http_server_t *srv, sb_http_close_cb cb, void *ud)
     for (sb__http_conn_t *c = srv->conns; c; c = c->next) {
         if (c->closing)
             continue;
-        if (!c->qhead && !c->cur && !c->paused && c->stash.len == 0)
+        if (!c->qhead && (!c->cur || c->cur->state == REQ_HEAD) && !c->paused &&
+            c->stash.len == 0)
             conn_close(c);
         else if (!c->in_pump)
             conn_after(c);

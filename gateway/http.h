@@ -41,7 +41,7 @@ typedef struct {
     uint32_t max_connections;    /* default 10000; beyond, new connections get 503 and close */
     uint32_t max_pipelined;      /* requests parsed ahead of the one being answered (default 16) */
     const char *cors_origins;    /* NULL: no CORS headers; "*" or a comma list of origins */
-    int access_log;              /* one info line per response: 0 default (on), 1 on, -1 off */
+    int access_log;              /* 1: one info line per response; 0: none (on if opts NULL) */
 } sb_http_opts_t;
 
 typedef void (*sb_http_handler_t)(sb_http_req_t *req, void *ud);

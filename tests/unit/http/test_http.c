@@ -8,6 +8,7 @@
 #include "gateway/http_internal.h"
 
 #include "core/err.h"
+#include "core/log.h"
 #include "test.h"
 
 #include <arpa/inet.h>
@@ -988,7 +989,11 @@ test_curl(tsrv_t *t)
 static void
 test_cors(void)
 {
-    sb_http_opts_t o = {.cors_origins = "https://a.example, https://b.example"};
+    sb_http_opts_t o = {.cors_origins = "https://a.example, https://b.example", .access_log = 1};
+    char logpath[] = "/tmp/sb_http_log_XXXXXX";
+    int logfd = mkstemp(logpath);
+    CHECK(logfd >= 0);
+    sb_log_set_fd(logfd);
     tsrv_t *t = tsrv_start(&o);
     resp_t r;
     char v[256];
@@ -1026,17 +1031,29 @@ test_cors(void)
     CHECK_EQ(roundtrip(t->port, "OPTIONS /health HTTP/1.1\r\nHost: x\r\n\r\n", &r), 204);
     CHECK(cl_header(&r, "Allow", v, sizeof(v)) && strcmp(v, "GET, HEAD, OPTIONS") == 0);
     resp_free(&r);
+    CHECK_EQ(roundtrip(t->port, "GET /items/%41?x HTTP/1.1\r\nHost: x\r\nX-Request-Id: log-1\r\n\r\n", &r),
+             200);
+    resp_free(&r);
+    /* The access line is written before the response leaves, so it is there already. */
+    CHECK(sb_test_wait_file_contains(logpath, "SB-HTTP-ACCESS", 3000));
+    CHECK(sb_test_wait_file_contains(logpath, "GET /items/%41 200 bytes=", 3000));
+    CHECK(sb_test_wait_file_contains(logpath, "rid=log-1 peer=127.0.0.1:", 3000));
     tsrv_stop(t);
-    sb_test_ok("CORS: preflight 204 with methods and headers, origin allow-list, Vary");
+    sb_log_set_fd(2);
+    close(logfd);
+    unlink(logpath);
+    sb_test_ok("CORS: preflight 204 with methods and headers, origin allow-list, Vary; access log");
 }
 
 static void
 test_graceful_close(void)
 {
     tsrv_t *t = tsrv_start(NULL);
-    cl_t busy, idle;
+    cl_t busy, idle, partial;
     resp_t r;
     char v[64];
+    cl_open(&partial, t->port);
+    cl_sends(&partial, "GET /health HTTP/1.1\r\nHost:");
     cl_open(&idle, t->port);
     cl_sends(&idle, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK_EQ(cl_response(&idle, &r, 5000), 200);
@@ -1046,6 +1063,9 @@ test_graceful_close(void)
     tsrv_wait_event(t, 's', 5000);
     uv_async_send(&t->stop); /* close while /slow is in flight */
     CHECK(cl_wait_closed(&idle, 3000));
+    CHECK(cl_wait_closed(&partial, 3000));
+    CHECK(partial.len == 0);
+    cl_close(&partial);
     CHECK_EQ(cl_response(&busy, &r, 5000), 200);
     CHECK(strcmp(r.body, "slow") == 0);
     CHECK(cl_header(&r, "Connection", v, sizeof(v)) && strcasecmp(v, "close") == 0);
