@@ -223,7 +223,9 @@ setup_proc(const char *root)
         snprintf(dst, sizeof dst, "%s%s", root, masked[i]);
         if (access(dst, F_OK) < 0)
             continue;
-        if (mount("/dev/null", dst, NULL, MS_BIND, NULL) < 0)
+        /* read-only, so `echo c > /proc/sysrq-trigger` fails instead of writing to null */
+        if (mount("/dev/null", dst, NULL, MS_BIND, NULL) < 0 ||
+            mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
             return -1;
     }
     return 0;
