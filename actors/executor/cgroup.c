@@ -39,7 +39,9 @@ cg_write(const char *dir, const char *file, const char *val)
 {
     char p[CG_PATH];
     snprintf(p, sizeof p, "%s/%s", dir, file);
-    int fd = open(p, O_WRONLY | O_CLOEXEC | O_TRUNC);
+    /* O_CREAT is a no-op on cgroupfs (its files exist or cannot be created) and lets the
+     * same code drive a fake tree of plain files in tests. */
+    int fd = open(p, O_WRONLY | O_CLOEXEC | O_TRUNC | O_CREAT, 0644);
     if (fd < 0)
         return -errno;
     ssize_t n = write(fd, val, strlen(val));
