@@ -349,6 +349,8 @@ conn_write(sb__http_conn_t *c, const void *a, size_t alen, const void *b, size_t
         conn_close(c);
         return;
     }
+    if (c->out_pending == 0)
+        c->last_write = http_now_ms(c->srv); /* the write-stall clock starts now */
     c->out_pending += len;
     if (c->out_pending > c->srv->out_high_water)
         c->srv->out_high_water = c->out_pending;

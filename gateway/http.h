@@ -55,7 +55,8 @@ sb_http_server_t *sb_http_server_alloc(uv_loop_t *loop, const sb_http_opts_t *op
  * (HEAD is served by GET routes).  max_body overrides opts.max_body_bytes when non-zero. */
 int sb_http_route(sb_http_server_t *srv, const char *method, const char *pattern,
                   sb_http_handler_t fn, void *ud, size_t max_body);
-/* sb_http_listen binds host:port (port 0: any; sb_http_port tells).  UV errors returned. */
+/* sb_http_listen binds host:port; host is an IPv4 or IPv6 literal (port 0: any; sb_http_port
+ * tells).  UV errors returned. */
 int sb_http_listen(sb_http_server_t *srv, const char *host, int port);
 int sb_http_port(const sb_http_server_t *srv);
 /* sb_http_server_close stops accepting, lets in-flight requests finish (new requests on
