@@ -16,6 +16,7 @@
 #include "actors/auditor/auditor.h"
 #include "actors/auditor/auditor_cli.h"
 #include "actors/executor/executor.h"
+#include "actors/executor/run_cli.h"
 #include "actors/monitor/monitor.h"
 #include "actors/pool/pool.h"
 #include "actors/scheduler/scheduler.h"
@@ -46,6 +47,7 @@ static const struct {
     {"serve", cmd_serve, "run the server (all actors, or --roles a,b,...)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "this text, and every configuration key"},
+    {"run", sb_cmd_run_main, "run a program in a one-shot sandbox (soulbox run -r python FILE|-)"},
     {"migrate", sb_cmd_migrate, "run the storage schema migrations and exit"},
     {"audit", sb_cmd_audit, "audit verify (check the hash chain) | audit tail [-n N]"},
 };

@@ -68,6 +68,7 @@ struct sb_bus {
     int listening;
     nng_socket ingress;
     nng_aio *rx_aio;
+    nng_aio *fwd_aio; /* forwards one batch at a time; the next receive waits for it */
     nng_aio *hello_aio;
     int started;
     atomic_int stopping;
@@ -77,6 +78,7 @@ struct sb_bus {
 };
 
 static void bus_on_rx(void *arg);
+static void bus_on_fwd(void *arg);
 static void bus_on_hello_timer(void *arg);
 
 static int
@@ -173,8 +175,11 @@ bus_listen(sb_bus_t *bus, const char *url, const char *advertise)
         }
         snprintf(bus->url, sizeof bus->url, "tcp://%.*s:%d", hl, host, port);
     }
-    if ((e = nng_aio_alloc(&bus->rx_aio, bus_on_rx, bus)) != 0)
+    if ((e = nng_aio_alloc(&bus->rx_aio, bus_on_rx, bus)) != 0 ||
+        (e = nng_aio_alloc(&bus->fwd_aio, bus_on_fwd, bus)) != 0)
         return bus_nng_err(e);
+    /* A local actor that stays full this long is stuck: its batch is dropped, logged. */
+    nng_aio_set_timeout(bus->fwd_aio, 5000);
     nng_recv_aio(bus->ingress, bus->rx_aio);
     sb_log_info("SB-BUS-LISTEN", "bus listening on %s (advertised %s)", url, bus->url);
     return 0;
@@ -439,8 +444,13 @@ bus_refuse(sb_bus_t *bus, nng_msg *nm, const char *why)
     nng_pipe_close(p);
 }
 
-/* bus_forward hands an authenticated batch to the local mailbox it names. */
-static void
+/* bus_forward hands an authenticated batch to the local mailbox it names.  Returns 1 when
+ * the send is under way (bus_on_fwd re-arms the receive), 0 when the batch was dropped.
+ *
+ * The send is asynchronous and the ingress receives nothing else until it completes: a full
+ * actor stops the ingress reading, TCP flow control stops the remote sender's pipe, and the
+ * sender's actor sees SB_EAGAIN -- backpressure end to end instead of drops. */
+static int
 bus_forward(sb_bus_t *bus, int kind, nng_msg *nm)
 {
     int e;
@@ -450,29 +460,42 @@ bus_forward(sb_bus_t *bus, int kind, nng_msg *nm)
         sb_log_warn("SB-BUS-NO-ACTOR", "batch for %s, which does not run here, dropped",
                     sb_actor_kind_name(kind));
         nng_msg_free(nm);
-        return;
+        return 0;
     }
     if (!bus->fwd_open[kind]) {
         if ((e = nng_push0_open(&bus->fwd[kind])) == 0) {
-            nng_socket_set_int(bus->fwd[kind], NNG_OPT_SENDBUF, 1024);
+            nng_socket_set_int(bus->fwd[kind], NNG_OPT_SENDBUF, 32);
             if ((e = nng_dial(bus->fwd[kind], bus->local_url[kind], NULL, 0)) != 0)
                 nng_close(bus->fwd[kind]);
         }
         if (e) {
             pthread_mutex_unlock(&bus->mu);
             nng_msg_free(nm);
-            return;
+            return 0;
         }
         bus->fwd_open[kind] = 1;
     }
     nng_socket s = bus->fwd[kind];
     pthread_mutex_unlock(&bus->mu);
-    /* Non-blocking: a full actor drops the batch and the requester times out rather than
-     * stalling every other actor behind this ingress. */
-    if ((e = nng_sendmsg(s, nm, NNG_FLAG_NONBLOCK)) != 0) {
-        sb_log_warn("SB-BUS-FWD-FULL", "%s mailbox full; batch dropped", sb_actor_kind_name(kind));
-        nng_msg_free(nm);
+    nng_aio_set_msg(bus->fwd_aio, nm);
+    nng_send_aio(s, bus->fwd_aio);
+    return 1;
+}
+
+static void
+bus_on_fwd(void *arg)
+{
+    sb_bus_t *bus = arg;
+    int e = nng_aio_result(bus->fwd_aio);
+    if (e != 0) {
+        nng_msg_free(nng_aio_get_msg(bus->fwd_aio));
+        if (e == NNG_ECLOSED || e == NNG_ECANCELED || atomic_load(&bus->stopping))
+            return;
+        sb_log_set_actor("bus");
+        sb_log_warn("SB-BUS-FWD-STUCK", "a local actor took no batch for 5 s; batch dropped");
     }
+    if (!atomic_load(&bus->stopping))
+        nng_recv_aio(bus->ingress, bus->rx_aio);
 }
 
 static void
@@ -522,8 +545,8 @@ bus_on_rx(void *arg)
             if (m.type == SB_MSG_HELLO)
                 bus_on_hello(bus, &m);
         nng_msg_free(nm);
-    } else {
-        bus_forward(bus, kind, nm);
+    } else if (bus_forward(bus, kind, nm)) {
+        return; /* bus_on_fwd re-arms */
     }
 rearm:
     nng_recv_aio(bus->ingress, bus->rx_aio);
@@ -587,6 +610,10 @@ sb_bus_free(sb_bus_t *bus)
     if (bus->rx_aio) {
         nng_aio_stop(bus->rx_aio);
         nng_aio_free(bus->rx_aio);
+    }
+    if (bus->fwd_aio) {
+        nng_aio_stop(bus->fwd_aio);
+        nng_aio_free(bus->fwd_aio);
     }
     if (bus->listening)
         nng_close(bus->ingress);
