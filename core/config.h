@@ -47,7 +47,23 @@
     X(STR, storage_redis_prefix, "storage.redis_prefix", "soulbox:", 0, 0,                        \
       "prefix of every Redis key SoulBox writes")                                                 \
     X(INT, storage_max_record_bytes, "storage.max_record_bytes", 65536, 256, 1048576,             \
-      "largest record (JSON bytes) storage accepts")
+      "largest record (JSON bytes) storage accepts")                                             \
+    X(INT, executor_max_sandboxes, "executor.max_sandboxes", 64, 1, 65536,                        \
+      "sandboxes one executor holds at most (one-shot runs included)")                            \
+    X(INT, executor_default_timeout_ms, "executor.default_timeout_ms", 30000, 100, 86400000,      \
+      "wall-clock limit of a run that names none (and its runtime neither)")                      \
+    X(INT, executor_max_timeout_ms, "executor.max_timeout_ms", 600000, 100, 86400000,             \
+      "longest wall-clock limit a run may ask for")                                               \
+    X(INT, executor_default_memory_mb, "executor.default_memory_mb", 512, 16, 1048576,           \
+      "memory limit of a sandbox that names none")                                                \
+    X(INT, executor_max_memory_mb, "executor.max_memory_mb", 8192, 16, 1048576,                   \
+      "largest memory limit a sandbox or run may ask for")                                        \
+    X(INT, executor_output_max, "executor.output_max", 1048576, 1024, 1048576,                   \
+      "output bytes kept per stream of a run that names none (and the most one may ask for)")     \
+    X(INT, executor_artifacts_max, "executor.artifacts_max", 1048576, 0, 3145728,                \
+      "most bytes of artifact data one run result may carry (requests ask up to this)")          \
+    X(STR, executor_state_dir, "executor.state_dir", "", 0, 0,                                   \
+      "where sandbox state lives (default /run/soulbox)")
 
 #define SB__CFG_CTYPE_STR char *
 #define SB__CFG_CTYPE_INT int64_t
