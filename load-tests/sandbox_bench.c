@@ -51,7 +51,7 @@ on_destroyed(void *ud)
     flag = 1;
 }
 static void
-on_done(sb_run_t *r, const sb_run_result_t *res, void *ud)
+on_done(sb_sandbox_run_t *r, const sb_run_result_t *res, void *ud)
 {
     (void)r;
     (void)ud;

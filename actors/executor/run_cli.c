@@ -102,7 +102,7 @@ run_destroyed(void *ud)
 }
 
 static void
-run_output(sb_run_t *h, int fd, const uint8_t *data, size_t len, void *ud)
+run_output(sb_sandbox_run_t *h, int fd, const uint8_t *data, size_t len, void *ud)
 {
     run_t *r = ud;
     (void)h;
@@ -113,7 +113,7 @@ run_output(sb_run_t *h, int fd, const uint8_t *data, size_t len, void *ud)
 }
 
 static void
-run_done(sb_run_t *h, const sb_run_result_t *res, void *ud)
+run_done(sb_sandbox_run_t *h, const sb_run_result_t *res, void *ud)
 {
     run_t *r = ud;
     (void)h;

@@ -81,7 +81,9 @@ struct sb_run {
     uint64_t id;
     sb_output_cb on_output;
     sb_done_cb on_done;
+    void (*on_started)(sb_sandbox_run_t *r, int pid, void *ud);
     void *ud;
+    int pid; /* inside the sandbox, once STARTED came */
     uint64_t timeout_ms, cpu_ms, output_max;
     sb_buf_t out, err;
     uint64_t out_total, err_total;
@@ -90,7 +92,7 @@ struct sb_run {
     int reason; /* -1, or the sb_run_status_t the engine ended it with */
     int error;
     int ended, closing;
-    sb_run_t *next;
+    sb_sandbox_run_t *next;
 };
 
 struct sb_sandbox {
@@ -113,7 +115,7 @@ struct sb_sandbox {
     int create_err;
     void (*destroy_cb)(void *);
     void *destroy_ud;
-    sb_run_t *runs;
+    sb_sandbox_run_t *runs;
     sbx_fop_t *fops;
     uint64_t next_id;
     sb_sandbox_limits_t lim;
@@ -385,7 +387,7 @@ sb_sandbox_send_raw(sb_sandbox_t *sb, const void *p, size_t n)
 static void
 sbx_run_closed(uv_handle_t *h)
 {
-    sb_run_t *r = h->data;
+    sb_sandbox_run_t *r = h->data;
     if (--r->closing == 0) {
         sb_buf_fini(&r->out);
         sb_buf_fini(&r->err);
@@ -396,7 +398,7 @@ sbx_run_closed(uv_handle_t *h)
 static void sbx_check_dead(sb_sandbox_t *sb);
 
 static void
-sbx_run_finish(sb_run_t *r, int code, int sig, uint64_t cpu_us)
+sbx_run_finish(sb_sandbox_run_t *r, int code, int sig, uint64_t cpu_us)
 {
     sb_sandbox_t *sb = r->sb;
     sb_run_result_t res;
@@ -438,7 +440,7 @@ sbx_run_finish(sb_run_t *r, int code, int sig, uint64_t cpu_us)
     res.cpu_time_ms = cpu_ns / 1000000;
     res.memory_peak_bytes = have ? st.memory_peak : 0;
     /* unlink before the callback: it may destroy the sandbox */
-    for (sb_run_t **pp = &sb->runs; *pp; pp = &(*pp)->next)
+    for (sb_sandbox_run_t **pp = &sb->runs; *pp; pp = &(*pp)->next)
         if (*pp == r) {
             *pp = r->next;
             break;
@@ -450,7 +452,7 @@ sbx_run_finish(sb_run_t *r, int code, int sig, uint64_t cpu_us)
 }
 
 static void
-sbx_run_end(sb_run_t *r, sb_run_status_t why)
+sbx_run_end(sb_sandbox_run_t *r, sb_run_status_t why)
 {
     if (r->ended || r->reason >= 0)
         return;
@@ -471,7 +473,7 @@ sbx_run_end(sb_run_t *r, sb_run_status_t why)
 static void
 sbx_run_grace(uv_timer_t *t)
 {
-    sb_run_t *r = t->data;
+    sb_sandbox_run_t *r = t->data;
     sb_log_warn("SB-SBX-RUN-STUCK", "run %llu of %s did not end after SIGKILL; killing sandbox",
                 (unsigned long long)r->id, r->sb->cg_name);
     sb_sandbox_kill(r->sb);
@@ -483,7 +485,7 @@ sbx_run_grace(uv_timer_t *t)
 static void
 sbx_run_wall(uv_timer_t *t)
 {
-    sb_run_t *r = t->data;
+    sb_sandbox_run_t *r = t->data;
     sbx_run_end(r, SB_RUN_TIMEOUT);
     uv_timer_start(&r->wall, sbx_run_grace, SBX_GRACE_MS, 0);
 }
@@ -491,7 +493,7 @@ sbx_run_wall(uv_timer_t *t)
 static void
 sbx_run_tick(uv_timer_t *t)
 {
-    sb_run_t *r = t->data;
+    sb_sandbox_run_t *r = t->data;
     sb_cgroup_stats_t st;
     if (r->reason >= 0 || sb_cgroup_stats(&r->sb->e->cg, r->sb->cg_name, &st) < 0)
         return;
@@ -502,17 +504,17 @@ sbx_run_tick(uv_timer_t *t)
     }
 }
 
-static sb_run_t *
+static sb_sandbox_run_t *
 sbx_run_find(sb_sandbox_t *sb, uint64_t id)
 {
-    for (sb_run_t *r = sb->runs; r; r = r->next)
+    for (sb_sandbox_run_t *r = sb->runs; r; r = r->next)
         if (r->id == id)
             return r;
     return NULL;
 }
 
 static void
-sbx_run_output(sb_run_t *r, int fd, sb_str_t data)
+sbx_run_output(sb_sandbox_run_t *r, int fd, sb_str_t data)
 {
     sb_buf_t *b = fd == 2 ? &r->err : &r->out;
     uint64_t *total = fd == 2 ? &r->err_total : &r->out_total;
@@ -539,7 +541,7 @@ static const char *const sbx_default_env_pty[] = {
 
 int
 sb_sandbox_exec(sb_sandbox_t *sb, const sb_exec_opts_t *o, sb_output_cb on_output,
-                sb_done_cb on_done, void *ud, sb_run_t **out)
+                sb_done_cb on_done, void *ud, sb_sandbox_run_t **out)
 {
     if (sb->state != SBX_READY || sb->killed)
         return SB_ECLOSED;
@@ -612,11 +614,12 @@ sb_sandbox_exec(sb_sandbox_t *sb, const sb_exec_opts_t *o, sb_output_cb on_outpu
     sb_buf_fini(&b);
     if (rc2 < 0)
         return rc2;
-    sb_run_t *r = sb_xcalloc(1, sizeof *r);
+    sb_sandbox_run_t *r = sb_xcalloc(1, sizeof *r);
     r->sb = sb;
     r->id = sb->next_id;
     r->on_output = on_output;
     r->on_done = on_done;
+    r->on_started = o->on_started;
     r->ud = ud;
     r->reason = -1;
     r->timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
@@ -644,7 +647,7 @@ sb_sandbox_exec(sb_sandbox_t *sb, const sb_exec_opts_t *o, sb_output_cb on_outpu
 }
 
 static int
-sbx_run_simple(sb_run_t *r, uint32_t t, const char *k1, int64_t v1, const char *k2, int64_t v2,
+sbx_run_simple(sb_sandbox_run_t *r, uint32_t t, const char *k1, int64_t v1, const char *k2, int64_t v2,
                const void *data, size_t len)
 {
     if (r->ended)
@@ -668,31 +671,37 @@ sbx_run_simple(sb_run_t *r, uint32_t t, const char *k1, int64_t v1, const char *
 }
 
 int
-sb_run_write_stdin(sb_run_t *r, const void *p, size_t n)
+sb_run_pid(const sb_sandbox_run_t *r)
+{
+    return r->pid;
+}
+
+int
+sb_run_write_stdin(sb_sandbox_run_t *r, const void *p, size_t n)
 {
     if (n > (1u << 20))
         return SB_ETOOBIG;
     return sbx_run_simple(r, SB_IF_STDIN, NULL, 0, NULL, 0, p ? p : "", n);
 }
 int
-sb_run_close_stdin(sb_run_t *r)
+sb_run_close_stdin(sb_sandbox_run_t *r)
 {
     return sbx_run_simple(r, SB_IF_STDIN_CLOSE, NULL, 0, NULL, 0, NULL, 0);
 }
 int
-sb_run_signal(sb_run_t *r, int sig)
+sb_run_signal(sb_sandbox_run_t *r, int sig)
 {
     if (sig <= 0 || sig > 64)
         return SB_EINVAL;
     return sbx_run_simple(r, SB_IF_SIGNAL, "sig", sig, NULL, 0, NULL, 0);
 }
 int
-sb_run_resize(sb_run_t *r, uint16_t rows, uint16_t cols)
+sb_run_resize(sb_sandbox_run_t *r, uint16_t rows, uint16_t cols)
 {
     return sbx_run_simple(r, SB_IF_RESIZE, "rows", rows, "cols", cols, NULL, 0);
 }
 int
-sb_run_kill(sb_run_t *r)
+sb_run_kill(sb_sandbox_run_t *r)
 {
     if (r->ended)
         return SB_ECLOSED;
@@ -992,7 +1001,7 @@ static void
 sbx_frame(sb_sandbox_t *sb, const uint8_t *body, size_t len)
 {
     sb_frame_t f;
-    sb_run_t *r;
+    sb_sandbox_run_t *r;
     if (sb_frame_decode(body, len, &f) != 0) {
         sb_log_error("SB-SBX-BAD-FRAME", "sandbox %s sent a malformed frame", sb->cg_name);
         sb_sandbox_kill(sb);
@@ -1007,7 +1016,13 @@ sbx_frame(sb_sandbox_t *sb, const uint8_t *body, size_t len)
             cb(sb, 0, sb->create_ud);
         }
         break;
-    case SB_IF_STARTED: break;
+    case SB_IF_STARTED:
+        if ((r = sbx_run_find(sb, f.id)) && !r->pid && f.pid > 0) {
+            r->pid = (int)f.pid;
+            if (r->on_started)
+                r->on_started(r, r->pid, r->ud);
+        }
+        break;
     case SB_IF_OUTPUT:
         if ((r = sbx_run_find(sb, f.id)))
             sbx_run_output(r, (int)f.fd, f.data);
@@ -1102,7 +1117,7 @@ sb_sandbox_kill(sb_sandbox_t *sb)
     if (sb->killed)
         return 0;
     sb->killed = true;
-    for (sb_run_t *r = sb->runs; r; r = r->next)
+    for (sb_sandbox_run_t *r = sb->runs; r; r = r->next)
         if (r->reason < 0)
             r->reason = SB_RUN_KILLED;
     /* The pid namespace dies with its init, taking every process (daemons included) with it;

@@ -25,7 +25,7 @@
 
 typedef struct sb_engine sb_engine_t;
 typedef struct sb_sandbox sb_sandbox_t;
-typedef struct sb_run sb_run_t;
+typedef struct sb_run sb_sandbox_run_t;
 
 typedef struct {
     const char *init_path;     /* NULL: next to /proc/self/exe, then $SOULBOX_INIT, then the
@@ -107,6 +107,9 @@ typedef struct {
     uint32_t nofile;         /* RLIMIT_NOFILE; 0: 1024 */
     uint32_t nproc;          /* RLIMIT_NPROC; 0: the sandbox's pids limit */
     uint64_t fsize;          /* RLIMIT_FSIZE bytes; 0: the disk size */
+    /* Optional: called once when the process has started, with its pid inside the sandbox
+     * (not called if it could not start). */
+    void (*on_started)(sb_sandbox_run_t *r, int pid, void *ud);
 } sb_exec_opts_t;
 
 typedef struct {
@@ -121,21 +124,23 @@ typedef struct {
 } sb_run_result_t;
 
 /* Streamed output as it arrives (fd 1 or 2), before truncation applies it is counted. */
-typedef void (*sb_output_cb)(sb_run_t *r, int fd, const uint8_t *data, size_t len, void *ud);
+typedef void (*sb_output_cb)(sb_sandbox_run_t *r, int fd, const uint8_t *data, size_t len, void *ud);
 /* The run's end; r is freed right after the callback returns. */
-typedef void (*sb_done_cb)(sb_run_t *r, const sb_run_result_t *res, void *ud);
+typedef void (*sb_done_cb)(sb_sandbox_run_t *r, const sb_run_result_t *res, void *ud);
 
 /* sb_sandbox_exec starts a process in sb.  on_output may be NULL.  *out (may be NULL) gets the
  * run handle, valid until on_done returns.  SB_ECLOSED: the sandbox is dead. */
 int sb_sandbox_exec(sb_sandbox_t *sb, const sb_exec_opts_t *o, sb_output_cb on_output,
-                    sb_done_cb on_done, void *ud, sb_run_t **out);
-int sb_run_write_stdin(sb_run_t *r, const void *p, size_t n);
-int sb_run_close_stdin(sb_run_t *r);
+                    sb_done_cb on_done, void *ud, sb_sandbox_run_t **out);
+/* sb_run_pid: the process's pid inside the sandbox once started, else 0. */
+int sb_run_pid(const sb_sandbox_run_t *r);
+int sb_run_write_stdin(sb_sandbox_run_t *r, const void *p, size_t n);
+int sb_run_close_stdin(sb_sandbox_run_t *r);
 /* sb_run_signal signals the run's process group. */
-int sb_run_signal(sb_run_t *r, int sig);
-int sb_run_resize(sb_run_t *r, uint16_t rows, uint16_t cols);
+int sb_run_signal(sb_sandbox_run_t *r, int sig);
+int sb_run_resize(sb_sandbox_run_t *r, uint16_t rows, uint16_t cols);
 /* sb_run_kill ends the run with status killed. */
-int sb_run_kill(sb_run_t *r);
+int sb_run_kill(sb_sandbox_run_t *r);
 
 /* sb_sandbox_kill kills every process of the sandbox, init included (the cgroup and the pid
  * namespace both guarantee double-forked daemons die too).  Runs end with status killed;

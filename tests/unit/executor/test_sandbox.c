@@ -134,7 +134,7 @@ typedef struct {
 } run_t;
 
 static void
-on_out(sb_run_t *r, int fd, const uint8_t *d, size_t n, void *ud)
+on_out(sb_sandbox_run_t *r, int fd, const uint8_t *d, size_t n, void *ud)
 {
     (void)r;
     (void)fd;
@@ -144,7 +144,7 @@ on_out(sb_run_t *r, int fd, const uint8_t *d, size_t n, void *ud)
 }
 
 static void
-on_done(sb_run_t *r, const sb_run_result_t *res, void *ud)
+on_done(sb_sandbox_run_t *r, const sb_run_result_t *res, void *ud)
 {
     run_t *x = ud;
     (void)r;
@@ -155,12 +155,12 @@ on_done(sb_run_t *r, const sb_run_result_t *res, void *ud)
     x->done = 1;
 }
 
-static sb_run_t *
+static sb_sandbox_run_t *
 start(sb_sandbox_t *sb, run_t *x, const char *cmd, bool pty, bool keep_stdin)
 {
     const char *argv[] = {"/bin/bash", "-c", cmd, NULL};
     sb_exec_opts_t o = {.argv = argv, .pty = pty, .keep_stdin = keep_stdin, .rows = 30, .cols = 100};
-    sb_run_t *r = NULL;
+    sb_sandbox_run_t *r = NULL;
     memset(x, 0, sizeof *x);
     CHECK_EQ(sb_sandbox_exec(sb, &o, on_out, on_done, x, &r), 0);
     return r;
@@ -306,7 +306,7 @@ test_runs(sb_sandbox_t *sb)
     sb_test_ok("run: missing program");
 
     /* stdin streaming */
-    sb_run_t *r = start(sb, &x, "cat; echo END", false, true);
+    sb_sandbox_run_t *r = start(sb, &x, "cat; echo END", false, true);
     CHECK_EQ(sb_run_write_stdin(r, "abc", 3), 0);
     CHECK_EQ(sb_run_write_stdin(r, "def\n", 4), 0);
     CHECK_EQ(sb_run_close_stdin(r), 0);
