@@ -63,7 +63,63 @@
     X(INT, executor_artifacts_max, "executor.artifacts_max", 1048576, 0, 3145728,                \
       "most bytes of artifact data one run result may carry (requests ask up to this)")          \
     X(STR, executor_state_dir, "executor.state_dir", "", 0, 0,                                   \
-      "where sandbox state lives (default /run/soulbox)")
+      "where sandbox state lives (default /run/soulbox)")                                        \
+    X(STR, pool_runtimes, "pool.runtimes", "python", 0, 0,                                       \
+      "runtimes the pool keeps warm sandboxes of (comma-separated; installed ones only)")        \
+    X(INT, pool_min_size, "pool.min_size", 2, 0, 1024, "warm sandboxes kept per runtime at least") \
+    X(INT, pool_max_size, "pool.max_size", 8, 0, 4096,                                           \
+      "warm sandboxes kept per runtime at most (the pool grows toward it under demand)")         \
+    X(INT, pool_max_age_s, "pool.max_age_s", 300, 1, 86400,                                      \
+      "an unused warm sandbox older than this is retired and replaced")                          \
+    X(BOOL, pool_warm_on_start, "pool.warm_on_start", 1, 0, 0,                                   \
+      "create the warm sandboxes at start (false: on the first one-shot request)")               \
+    X(INT, scheduler_max_concurrent_per_key, "scheduler.max_concurrent_per_key", 8, 1, 1000000,  \
+      "executions one key may have placed or queued at once (beyond: 429)")                      \
+    X(INT, scheduler_max_concurrent, "scheduler.max_concurrent", 64, 1, 1000000,                 \
+      "executions placed at once across all keys (beyond: queued)")                              \
+    X(INT, scheduler_max_sandboxes_per_key, "scheduler.max_sandboxes_per_key", 16, 0, 1000000,   \
+      "long-lived sandboxes one key may hold (0: no limit; beyond: 429)")                        \
+    X(INT, scheduler_max_queue, "scheduler.max_queue", 256, 0, 1000000,                          \
+      "requests waiting for capacity at most (beyond: 503)")                                     \
+    X(INT, scheduler_queue_timeout_ms, "scheduler.queue_timeout_ms", 10000, 1, 3600000,          \
+      "how long a request waits for capacity before a 503")                                      \
+    X(INT, scheduler_lease_timeout_ms, "scheduler.lease_timeout_ms", 600000, 100, 86400000,      \
+      "a lease not released this long is reclaimed (logged)")                                    \
+    X(INT, scheduler_node_stale_ms, "scheduler.node_stale_ms", 3000, 100, 600000,                \
+      "an executor node not heard from this long gets no new work")                               \
+    X(STR, auth_jwt_secret, "auth.jwt_secret", "", 0, 0,                                          \
+      "HS256 secret for access tokens, >= 64 bytes (default: data_dir/jwt.key, made at start)")  \
+    X(INT, auth_jwt_ttl_s, "auth.jwt_ttl_s", 900, 60, 86400, "access token (JWT) lifetime")     \
+    X(INT, auth_refresh_ttl_s, "auth.refresh_ttl_s", 1209600, 300, 31536000,                      \
+      "refresh token lifetime")                                                                   \
+    X(STR, auth_admin_key, "auth.admin_key", "", 0, 0,                                            \
+      "a pre-seeded admin API key (>= 32 bytes); when set no key is generated at first start")   \
+    X(INT, auth_login_attempts_per_minute, "auth.login_attempts_per_minute", 5, 1, 100000,        \
+      "failed logins allowed per user name and per client IP per minute")                        \
+    X(INT, ratelimit_per_key_per_minute, "ratelimit.per_key_per_minute", 100, 0, 10000000,        \
+      "requests per minute per API key or user (0: unlimited)")                                   \
+    X(INT, ratelimit_global_per_second, "ratelimit.global_per_second", 1000, 0, 10000000,         \
+      "authenticated requests per second for the whole gateway (0: unlimited)")           \
+    X(INT, api_max_body_bytes, "api.max_body_bytes", 10485760, 1024, 1073741824,                  \
+      "largest request body the API accepts (413 beyond)")                                        \
+    X(INT, api_max_code_bytes, "api.max_code_bytes", 1048576, 1, 16777216,                        \
+      "largest 'code' an execute request may carry (413 beyond)")                                 \
+    X(INT, api_max_timeout_ms, "api.max_timeout_ms", 60000, 100, 86400000,                        \
+      "largest 'timeout' a request may ask for (400 beyond)")                                     \
+    X(INT, api_max_memory_mb, "api.max_memory_mb", 2048, 16, 1048576,                             \
+      "largest 'memory_limit' a request may ask for (400 beyond)")                                \
+    X(INT, api_max_cpu_cores, "api.max_cpu_cores", 2, 1, 1024,                                    \
+      "largest 'cpu_limit' (cores) a request may ask for (400 beyond)")                           \
+    X(INT, api_max_disk_mb, "api.max_disk_mb", 2048, 1, 1048576,                                  \
+      "largest sandbox disk (tmpfs) a request may ask for (400 beyond)")                          \
+    X(INT, api_default_sandbox_timeout_s, "api.default_sandbox_timeout_s", 300, 1, 604800,        \
+      "idle timeout of a sandbox created without one")                                            \
+    X(INT, api_max_sandbox_timeout_s, "api.max_sandbox_timeout_s", 86400, 1, 604800,              \
+      "largest sandbox idle timeout a request may ask for")                                       \
+    X(INT, api_artifacts_max_bytes, "api.artifacts_max_bytes", 1048576, 0, 3145728,              \
+      "data returned per artifact (base64) in execute results; larger ones are listed only")     \
+    X(INT, api_place_timeout_ms, "api.place_timeout_ms", 15000, 100, 600000,                      \
+      "how long a request may wait for the scheduler's placement")
 
 #define SB__CFG_CTYPE_STR char *
 #define SB__CFG_CTYPE_INT int64_t

@@ -1,0 +1,112 @@
+/*
+ * api.h: what the REST handlers (gateway/handlers/) share -- the gateway context, request
+ * validation that answers 400 naming the field, the SB_E* -> HTTP status mapping, bus calls
+ * tied to an HTTP request, and the fire-and-forget records (storage) and events (auditor)
+ * every request type emits.  Internal to the gateway (sb__gw_ / gw_ names); loop thread only.
+ */
+#ifndef SB_GW_API_H
+#define SB_GW_API_H
+
+#include "core/actor.h"
+#include "core/config.h"
+#include "core/plugin.h"
+#include "gateway/http.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+/* Roles, ordered: a route requiring a role admits it and every higher one. */
+typedef enum { GW_ROLE_NONE = 0, GW_ROLE_VIEWER, GW_ROLE_USER, GW_ROLE_ADMIN } gw_role_t;
+
+typedef struct {
+    char id[129];   /* the key id or username work is charged to and records are owned by */
+    char name[129];
+    gw_role_t role;
+} gw_principal_t;
+
+typedef struct gw_sandbox gw_sandbox_t;
+
+typedef struct gw_ctx {
+    sb_actor_t *actor;
+    const sb_config_t *cfg;
+    sb_plugins_t *plugins;
+    void *auth; /* the auth module (gateway/auth.h), NULL until wired */
+    gw_sandbox_t *sandboxes; /* live sandboxes this gateway manages (expiry, node) */
+    uv_timer_t expiry_timer;
+} gw_ctx_t;
+
+/* A handler that runs once the caller is authenticated with at least the route's role. */
+typedef void (*gw_handler_t)(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p);
+
+/* sb__gw_route registers method+pattern; the request is authenticated (role >= min_role, else
+ * 401/403) before fn runs. */
+void sb__gw_route(gw_ctx_t *ctx, sb_http_server_t *srv, const char *method, const char *pattern,
+                  gw_role_t min_role, gw_handler_t fn, size_t max_body);
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+/* sb__gw_status maps an SB_E* (or libuv) error to its HTTP status. */
+int sb__gw_status(int err);
+/* sb__gw_fail answers with the status for err and a JSON error; for a bus error reply (m set)
+ * the remote message is used, and "retry_after_ms=N" in it becomes Retry-After. */
+void sb__gw_fail(sb_http_req_t *req, int err, const sb_msg_t *m, const char *what);
+
+/* ---- validation: each getter answers 400 naming the field and returns false ------------- */
+
+json_t *sb__gw_json_body(sb_http_req_t *req); /* NULL: already answered 400 */
+bool sb__gw_str(sb_http_req_t *req, json_t *o, const char *field, bool required, size_t max,
+                const char **out, size_t *len);
+bool sb__gw_int(sb_http_req_t *req, json_t *o, const char *field, int64_t min, int64_t max,
+                const char *max_key, int64_t *out);
+bool sb__gw_num(sb_http_req_t *req, json_t *o, const char *field, double min, double max,
+                const char *max_key, double *out);
+bool sb__gw_bool(sb_http_req_t *req, json_t *o, const char *field, bool *out);
+/* argv-style: an array of strings (each at most max bytes, at most n items) -> msgpack array */
+bool sb__gw_str_array(sb_http_req_t *req, json_t *o, const char *field, size_t n, size_t max,
+                      sb_buf_t *out);
+/* env: an object of string values -> msgpack array of "K=V" */
+bool sb__gw_env(sb_http_req_t *req, json_t *o, const char *field, sb_buf_t *out);
+
+/* ---- bus --------------------------------------------------------------------------------- */
+
+/* sb__gw_call sends a request for an HTTP request; cb gets the reply (or error) with req. */
+typedef void (*gw_reply_t)(gw_ctx_t *ctx, sb_http_req_t *req, int status, const sb_msg_t *m,
+                           void *ud);
+int sb__gw_call(gw_ctx_t *ctx, sb_http_req_t *req, sb_addr_t dst, uint16_t type, const sb_buf_t *body,
+                uint32_t timeout_ms, gw_reply_t cb, void *ud);
+
+/* Records and events that never hold up a response: sent as requests whose failures are
+ * logged (SB-GW-STORE-FAIL / SB-GW-AUDIT-FAIL). */
+void sb__gw_store(gw_ctx_t *ctx, const char *kind, json_t *record /* stolen */);
+void sb__gw_audit(gw_ctx_t *ctx, const char *type, const gw_principal_t *p,
+                  json_t *fields /* stolen */);
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+void sb__gw_new_id(const char *prefix, char *out, size_t cap);   /* prefix + 16 hex */
+void sb__gw_sha256_hex(const void *p, size_t n, char out[65]);
+char *sb__gw_base64(const void *p, size_t n);                    /* malloc'd */
+int sb__gw_unbase64(const char *s, size_t n, sb_buf_t *out);     /* SB_EINVAL if not base64 */
+json_t *sb__gw_mp_to_json(sb_str_t raw);                         /* msgpack -> JSON (new ref) */
+const char *sb__gw_role_name(gw_role_t r);
+
+/* Route families, one file each under handlers/. */
+void sb__gw_execute_routes(gw_ctx_t *ctx, sb_http_server_t *srv);
+void sb__gw_sandbox_routes(gw_ctx_t *ctx, sb_http_server_t *srv);
+void sb__gw_file_routes(gw_ctx_t *ctx, sb_http_server_t *srv);
+void sb__gw_runtime_routes(gw_ctx_t *ctx, sb_http_server_t *srv);
+
+/* Sandboxes this gateway manages (handlers/sandboxes.c). */
+gw_sandbox_t *sb__gw_sandbox_find(gw_ctx_t *ctx, const char *id);
+/* sb__gw_sandbox_owned finds id and checks p may act on it: NULL after answering 404. */
+gw_sandbox_t *sb__gw_sandbox_owned(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p,
+                                   const char *id);
+sb_addr_t sb__gw_sandbox_addr(const gw_sandbox_t *s);
+const char *sb__gw_sandbox_id(const gw_sandbox_t *s);
+void sb__gw_sandbox_touch(gw_ctx_t *ctx, gw_sandbox_t *s);
+void sb__gw_sandboxes_start(gw_ctx_t *ctx);
+void sb__gw_sandboxes_stop(gw_ctx_t *ctx);
+
+/* The RESULT message (executor.def) as the API's JSON result object. */
+json_t *sb__gw_result_json(const sb_msg_t *m);
+
+#endif
