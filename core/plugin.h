@@ -7,8 +7,9 @@
  *
  * Commands are argv templates run without a shell: each element may contain {file} (the
  * source file's path in the sandbox, e.g. /home/user/main.py), {dir} (its directory),
- * {name} (the file name without extension), {bin} (the compiled output path), {args} (as a
- * whole element: the user's arguments, spliced in).
+ * {name} (the file name without extension), {bin} (the compiled output path: the source's
+ * path without its extension), {args} (as a whole element: the user's arguments, spliced in),
+ * {plugin} (the plugin folder; see kernel_cmd).  "{{" and "}}" are literal braces.
  *
  * A plugin set is immutable once loaded; share it read-only between threads.
  */
@@ -47,6 +48,10 @@ typedef struct sb_plugins sb_plugins_t;
  * fill installed/version.  Returns 0 or SB_E*; err gets a message. */
 int sb_plugins_load(const char *dir, bool strict, bool probe, sb_plugins_t **out, char *err,
                     size_t errcap);
+/* sb_plugins_load_one reads the single plugin folder dir (dir/manifest.toml), strictly: for
+ * `plugins check DIR`.  SB_ENOTFOUND: no manifest there; SB_ECONFIG: err says what is wrong. */
+int sb_plugins_load_one(const char *dir, bool probe, sb_plugins_t **out, char *err,
+                        size_t errcap);
 void sb_plugins_free(sb_plugins_t *ps);
 size_t sb_plugins_count(const sb_plugins_t *ps);
 const sb_plugin_t *sb_plugins_at(const sb_plugins_t *ps, size_t i);
