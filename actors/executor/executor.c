@@ -1,27 +1,584 @@
 /*
- * executor.c: the executor actor -- sandboxes on this host: create, run, limit, observe, destroy; file operations.
+ * executor.c: the executor actor -- the sandboxes of this host on the bus (contract:
+ * protocols/executor.def).  This file holds the actor's life (init, stop, fini), the
+ * message dispatch, the sandbox table (SBX_CREATE, SBX_DESTROY, warm kernels) and the 1 s
+ * sampler (MON_SANDBOX per sandbox, NODE_CAPACITY); runs live in exec_run.c, file
+ * operations and artifacts in exec_files.c.
  *
- * Today it is a live actor on the bus: the runtime answers its PINGs (so /health sees it) and
- * every other message is refused with an SB_EUNKNOWN_TYPE error reply.  Its real work lands
- * with the issue that owns it; nothing here pretends to do that work.
+ * Invariants:
+ *  - the table holds at most executor.max_sandboxes entries, one-shot sandboxes included;
+ *    an id is "sbx-" + 16 random hex digits, never reused within a process in practice;
+ *  - an entry is freed only in the engine's destroy callback (or when the engine failed the
+ *    creation), so a sandbox is never forgotten while a process of it may live;
+ *  - on stop every sandbox is destroyed and the actor's handles are closed; the runtime's
+ *    quiescence check then waits for the engine's handles, i.e. for every destroy to finish;
+ *  - every sandbox's end is reported to the monitor (MON_SANDBOX ended) and logged.
+ * A sandbox whose soulbox-init died on its own (found by the sampler) is destroyed and
+ * reported "lost".
  */
 #include "executor.h"
 
+#include "core/bus.h"
 #include "core/err.h"
+#include "core/log.h"
+#include "exec.h"
+
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#define X_TICK_MS 1000
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+uint64_t
+sb__x_clamp(uint64_t v, uint64_t def, uint64_t max)
+{
+    if (v == 0)
+        v = def;
+    return max && v > max ? max : v;
+}
+
+sb__xsbx_t *
+sb__x_find(sb__xstate_t *x, sb_str_t id)
+{
+    for (sb__xsbx_t *s = x->sbxs; s; s = s->next)
+        if (sb_str_eq(id, s->id))
+            return s;
+    return NULL;
+}
+
+static void
+x_new_id(char *out)
+{
+    uint8_t r[8];
+    if (getrandom(r, sizeof r, 0) != sizeof r) {
+        uint64_t t = sb_now_mono_us() ^ ((uint64_t)getpid() << 32);
+        memcpy(r, &t, sizeof r);
+    }
+    snprintf(out, SB__X_ID_LEN, "sbx-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3],
+             r[4], r[5], r[6], r[7]);
+}
+
+static void
+x_mon_send(sb__xstate_t *x, uint16_t type, const sb_msgdef_t *d, const void *body)
+{
+    sb_buf_t *b = sb_actor_scratch(x->a);
+    if (sb_codec_encode(d, body, b) != 0)
+        return;
+    int rc = sb_actor_send(x->a, sb_addr(SB_ACTOR_MONITOR), type, 0, 0, 0, b->data, b->len);
+    if (rc < 0 && rc != SB_ENOROUTE)
+        sb_log_debug("SB-EXEC-MON-DROP", "monitor report dropped: %s", sb_strerror(rc));
+}
+
+/* Disk in use under /home/user, seen through init's root (the tmpfs lives in the sandbox's
+ * mount namespace; root on the host may look through /proc/<pid>/root). */
+static uint64_t
+x_disk_used(sb__xsbx_t *s)
+{
+    char p[64];
+    struct statfs st;
+    snprintf(p, sizeof p, "/proc/%d/root/home/user", (int)sb_sandbox_init_pid(s->sb));
+    if (statfs(p, &st) != 0)
+        return 0;
+    return (uint64_t)(st.f_blocks - st.f_bfree) * (uint64_t)st.f_bsize;
+}
+
+static void
+x_sample(sb__xsbx_t *s, bool ended)
+{
+    sb__xstate_t *x = s->x;
+    sb_mon_sandbox_t m = {.id = sb_str(s->id), .runtime = sb_str(s->runtime), .ended = ended,
+                          .node = sb_str(sb_bus_node_name(sb_actor_bus(x->a)))};
+    sb_cgroup_stats_t st;
+    if (!ended && s->sb &&
+        sb_cgroup_stats(sb_engine_cgroups(x->engine), sb_sandbox_cgroup_name(s->sb), &st) == 0) {
+        m.cpu_us = st.cpu_usage_ns / 1000;
+        m.memory = st.memory_current;
+        m.memory_peak = st.memory_peak;
+        m.pids = st.pids_current;
+        m.disk = x_disk_used(s);
+    }
+    x_mon_send(x, SB_MSG_MON_SANDBOX, &sb_mon_sandbox_def, &m);
+}
+
+static uint64_t
+x_mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "re");
+    char line[256];
+    uint64_t kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb * 1024;
+}
+
+void
+sb__x_send_capacity(sb__xstate_t *x, bool force)
+{
+    uint64_t sig = (uint64_t)x->nsbx << 32 | (uint64_t)x->running;
+    if (!force && sig == x->last_cap_sig)
+        return;
+    x->last_cap_sig = sig;
+    sb_node_capacity_t c = {
+        .node = sb_str(sb_bus_node_name(sb_actor_bus(x->a))),
+        .sandboxes = x->nsbx,
+        .max_sandboxes = (uint64_t)x->cfg->executor_max_sandboxes,
+        .running = x->running,
+        .memory_free = x_mem_available(),
+        .runtimes = {x->runtimes_raw, (uint32_t)x->runtimes_len},
+    };
+    sb_buf_t *b = sb_actor_scratch(x->a);
+    if (sb_node_capacity_encode(&c, b) != 0)
+        return;
+    int rc = sb_actor_send(x->a, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_NODE_CAPACITY, 0, 0, 0,
+                           b->data, b->len);
+    if (rc < 0 && rc != SB_ENOROUTE)
+        sb_log_debug("SB-EXEC-CAP-DROP", "capacity report dropped: %s", sb_strerror(rc));
+}
+
+/* A runtime is offered when the program its commands start exists on this host: sandboxes
+ * bind the host's /usr, so what the host has, a sandbox has.  Cheaper than running every
+ * version_cmd at start (which plugins check does). */
+static bool
+x_runtime_available(const sb_plugin_t *p)
+{
+    char *const *cmd = p->compile_cmd ? p->compile_cmd : p->run_cmd;
+    if (!cmd || !cmd[0] || strchr(cmd[0], '{'))
+        return true;
+    if (cmd[0][0] == '/')
+        return access(cmd[0], X_OK) == 0;
+    static const char *const path[] = {"/usr/local/bin", "/usr/bin", "/bin", NULL};
+    for (int i = 0; path[i]; i++) {
+        char b[512];
+        snprintf(b, sizeof b, "%s/%s", path[i], cmd[0]);
+        if (access(b, X_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void
+x_runtimes_build(sb__xstate_t *x)
+{
+    sb_buf_t b;
+    msgpack_packer pk;
+    size_t n = 0, cnt = x->plugins ? sb_plugins_count(x->plugins) : 0;
+    bool ok[256] = {0};
+    for (size_t i = 0; i < cnt && i < 256; i++)
+        if ((ok[i] = x_runtime_available(sb_plugins_at(x->plugins, i))))
+            n++;
+    sb_buf_init(&b, 65536);
+    sb_codec_packer(&pk, &b);
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < cnt && i < 256; i++)
+        if (ok[i]) {
+            const char *name = sb_plugins_at(x->plugins, i)->name;
+            msgpack_pack_str(&pk, strlen(name));
+            msgpack_pack_str_body(&pk, name, strlen(name));
+        }
+    x->runtimes_raw = (char *)sb_buf_steal(&b, &x->runtimes_len);
+}
+
+/* ---- the sandbox table --------------------------------------------------------------------- */
+
+static void
+x_sbx_free(sb__xsbx_t *s)
+{
+    sb__xstate_t *x = s->x;
+    for (sb__xsbx_t **pp = &x->sbxs; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            x->nsbx--;
+            break;
+        }
+    sb__x_strv_free(s->env);
+    free(s->destroy_to);
+    free(s);
+    sb__x_send_capacity(x, false);
+}
+
+static void
+x_sbx_destroyed(void *ud)
+{
+    sb__xsbx_t *s = ud;
+    sb__xstate_t *x = s->x;
+    x->engine_live--;
+    SB_ASSERT(s->runs == NULL);
+    sb_exec_ack_t ack = {.id = sb_str(s->id)};
+    for (size_t i = 0; i < s->ndestroy; i++) {
+        sb_buf_t *b = sb_actor_scratch(x->a);
+        if (sb_exec_ack_encode(&ack, b) == 0)
+            sb_actor_reply(x->a, &s->destroy_to[i], SB_MSG_EXEC_ACK, 0, b->data, b->len);
+    }
+    x_sample(s, true);
+    x_sbx_free(s);
+}
+
+void
+sb__x_sbx_destroy(sb__xsbx_t *s, const char *reason)
+{
+    if (s->state == SB__XSBX_DESTROYING)
+        return;
+    bool creating = s->state == SB__XSBX_CREATING;
+    s->state = SB__XSBX_DESTROYING;
+    sb_log_debug("SB-EXEC-SBX-DESTROY", "sandbox %s destroyed: %s", s->id, reason);
+    if (s->kernel)
+        sb_run_kill(s->kernel);
+    /* Still being created: x_sbx_created destroys it once the engine hands it over. */
+    if (!creating)
+        sb_sandbox_destroy(s->sb, x_sbx_destroyed, s);
+}
+
+static void
+x_kernel_output(sb_sandbox_run_t *r, int fd, const uint8_t *data, size_t len, void *ud)
+{
+    (void)r;
+    (void)fd;
+    (void)data;
+    (void)len;
+    (void)ud; /* the kernel protocol (plugins/<name>/kernel*) is not spoken yet: see exec_run.c */
+}
+
+static void
+x_kernel_done(sb_sandbox_run_t *r, const sb_run_result_t *res, void *ud)
+{
+    sb__xsbx_t *s = ud;
+    (void)r;
+    s->kernel = NULL;
+    if (s->state == SB__XSBX_READY)
+        sb_log_warn("SB-EXEC-KERNEL-END", "warm kernel of %s (%s) ended: %s", s->id, s->runtime,
+                    sb_run_status_name(res->status));
+}
+
+/* Warm sandboxes of a runtime with a kernel start it right away, so the pool hands out a
+ * sandbox whose interpreter is already up.  {plugin} in kernel_cmd names the plugin folder,
+ * which sandboxes do not see (only /usr and friends are bound in), so the files kernel_cmd
+ * names under it are copied into the sandbox's /tmp/.soulbox/ and {plugin} becomes that. */
+static void
+x_kernel_start(sb__xsbx_t *s)
+{
+    const sb_plugin_t *p = s->plugin;
+    char dir[] = "/tmp/.soulbox";
+    size_t n = 0;
+    while (p->kernel_cmd[n])
+        n++;
+    const char **argv = sb_xcalloc(n + 1, sizeof *argv);
+    char **owned = sb_xcalloc(n + 1, sizeof *owned);
+    for (size_t i = 0; i < n; i++) {
+        const char *a = p->kernel_cmd[i], *ph = strstr(a, "{plugin}");
+        if (ph) {
+            size_t len = strlen(a) + sizeof dir;
+            owned[i] = sb_xmalloc(len);
+            snprintf(owned[i], len, "%.*s%s%s", (int)(ph - a), a, dir, ph + 8);
+            argv[i] = owned[i];
+        } else {
+            argv[i] = a;
+        }
+    }
+    /* Copy the plugin folder's kernel files in (bounded: a few small scripts). */
+    for (size_t i = 0; i < n; i++) {
+        const char *slash = argv[i] ? strstr(argv[i], dir) : NULL;
+        if (!slash || !p->dir)
+            continue;
+        const char *rel = slash + sizeof dir; /* past "/tmp/.soulbox/" */
+        char host[1024];
+        snprintf(host, sizeof host, "%s/%s", p->dir, rel);
+        FILE *f = fopen(host, "re");
+        if (!f)
+            continue;
+        sb_buf_t b;
+        sb_buf_init(&b, 4u << 20);
+        char chunk[65536];
+        size_t got;
+        while ((got = fread(chunk, 1, sizeof chunk, f)) > 0 && sb_buf_append(&b, chunk, got) == 0)
+            ;
+        fclose(f);
+        sb_sandbox_file_write(s->sb, slash, b.data, b.len, 0644, false, NULL, NULL);
+        sb_buf_fini(&b);
+    }
+    sb_exec_opts_t o = {.argv = argv, .env = (const char *const *)s->env, .keep_stdin = true,
+                        .timeout_ms = 365ull * 24 * 3600 * 1000};
+    int rc = sb_sandbox_exec(s->sb, &o, x_kernel_output, x_kernel_done, s, &s->kernel);
+    if (rc < 0)
+        sb_log_warn("SB-EXEC-KERNEL-FAIL", "cannot start the %s kernel in %s: %s", s->runtime,
+                    s->id, sb_strerror(rc));
+    for (size_t i = 0; i < n; i++)
+        free(owned[i]);
+    free(owned);
+    free(argv);
+}
+
+static void
+x_reply_info(sb__xsbx_t *s)
+{
+    sb__xstate_t *x = s->x;
+    sb_bus_t *bus = sb_actor_bus(x->a);
+    sb_sbx_info_t info = {.id = sb_str(s->id), .node = sb_str(sb_bus_node_name(bus)),
+                          .node_id = sb_bus_node_id(bus), .runtime = sb_str(s->runtime),
+                          .state = SB_STR("running"), .created_ms = s->created_ms};
+    sb_buf_t *b = sb_actor_scratch(x->a);
+    if (sb_sbx_info_encode(&info, b) == 0)
+        sb_actor_reply(x->a, &s->create_to, SB_MSG_SBX_INFO, 0, b->data, b->len);
+}
+
+static void
+x_sbx_created(sb_sandbox_t *sb, int status, void *ud)
+{
+    sb__xsbx_t *s = ud;
+    sb__xstate_t *x = s->x;
+    if (status < 0) {
+        sb_log_error("SB-EXEC-CREATE-FAIL", "sandbox %s could not be created: %s", s->id,
+                     sb_strerror(status));
+        if (s->reply_create)
+            sb_actor_reply_error(x->a, &s->create_to, SB_EUNAVAILABLE,
+                                 "sandbox could not be created: %s", sb_strerror(status));
+        s->state = SB__XSBX_DESTROYING;
+        sb__x_sbx_ready(s, status);
+        x_sample(s, true);
+        x_sbx_free(s);
+        return;
+    }
+    x->engine_live++;
+    s->sb = sb;
+    if (s->state == SB__XSBX_DESTROYING) { /* stop or destroy came during creation */
+        if (s->reply_create)
+            sb_actor_reply_error(x->a, &s->create_to, SB_ECLOSED, "executor stopping");
+        sb__x_sbx_ready(s, SB_ECLOSED);
+        sb_sandbox_destroy(sb, x_sbx_destroyed, s);
+        return;
+    }
+    s->state = SB__XSBX_READY;
+    if (s->warm && s->plugin && s->plugin->kernel_cmd)
+        x_kernel_start(s);
+    if (s->reply_create)
+        x_reply_info(s);
+    sb__x_sbx_ready(s, 0);
+}
+
+int
+sb__x_sbx_new(sb__xstate_t *x, const char *runtime, const sb_sandbox_limits_t *lim, bool oneshot,
+              sb__xsbx_t **out)
+{
+    if (x->stopping)
+        return SB_ECLOSED;
+    if (x->nsbx >= (size_t)x->cfg->executor_max_sandboxes)
+        return SB_EUNAVAILABLE;
+    sb__xsbx_t *s = sb_xcalloc(1, sizeof *s);
+    s->x = x;
+    do
+        x_new_id(s->id);
+    while (sb__x_find(x, sb_str(s->id)));
+    snprintf(s->runtime, sizeof s->runtime, "%s", runtime ? runtime : "");
+    s->plugin = runtime && *runtime && x->plugins ? sb_plugins_find(x->plugins, runtime) : NULL;
+    s->oneshot = oneshot;
+    s->created_ms = sb_now_real_ms();
+    s->lim = *lim;
+    uint64_t maxmem = (uint64_t)x->cfg->executor_max_memory_mb << 20;
+    s->lim.memory_bytes = sb__x_clamp(s->lim.memory_bytes,
+                                      (uint64_t)x->cfg->executor_default_memory_mb << 20, maxmem);
+    s->state = SB__XSBX_CREATING;
+    int rc = sb_sandbox_create(x->engine, &s->lim, x_sbx_created, s);
+    if (rc < 0) {
+        sb_log_error("SB-EXEC-CREATE-FAIL", "cannot create a sandbox: %s", sb_strerror(rc));
+        free(s);
+        return rc == SB_ELIMIT ? SB_EUNAVAILABLE : rc;
+    }
+    s->next = x->sbxs;
+    x->sbxs = s;
+    x->nsbx++;
+    sb__x_send_capacity(x, false);
+    *out = s;
+    return 0;
+}
+
+/* ---- messages ------------------------------------------------------------------------------ */
 
 static int
-executor_handle(sb_actor_t *a, void *state, const sb_msg_t *m)
+x_on_create(sb__xstate_t *x, const sb_msg_t *m)
 {
+    sb_sbx_create_t req;
+    sb_sandbox_limits_t lim = {0};
+    char **env = NULL, rt[64];
+    size_t nenv;
+    int rc;
+    if (sb_sbx_create_decode(m, &req) != 0 || sb__x_limits(req.limits, &lim) != 0 ||
+        sb__x_strv(req.env, 1024, &env, &nenv) != 0)
+        return SB_EBADMSG;
+    sb_str_copy(rt, sizeof rt, req.runtime);
+    if (*rt && x->plugins && !sb_plugins_find(x->plugins, rt)) {
+        sb__x_strv_free(env);
+        return SB_EINVAL; /* unknown runtime */
+    }
+    sb__xsbx_t *s;
+    if ((rc = sb__x_sbx_new(x, rt, &lim, false, &s)) < 0) {
+        sb__x_strv_free(env);
+        return rc;
+    }
+    if ((rc = sb__x_env_merge(&s->env, sb__x_default_env,
+                              s->plugin ? (const char *const *)s->plugin->env : NULL,
+                              (const char *const *)env, NULL)) < 0) {
+        s->env = NULL;
+        sb__x_sbx_destroy(s, "bad environment");
+        sb__x_strv_free(env);
+        return rc;
+    }
+    sb__x_strv_free(env);
+    sb_str_copy(s->owner, sizeof s->owner, req.owner);
+    s->warm = req.warm;
+    s->reply_create = true;
+    s->create_to = sb_replyto(m);
+    return 0;
+}
+
+static int
+x_on_destroy(sb__xstate_t *x, const sb_msg_t *m)
+{
+    sb_sbx_destroy_t req;
+    if (sb_sbx_destroy_decode(m, &req) != 0)
+        return SB_EBADMSG;
+    sb__xsbx_t *s = sb__x_find(x, req.id);
+    if (!s)
+        return SB_ENOTFOUND;
+    s->destroy_to = sb_xrealloc(s->destroy_to, (s->ndestroy + 1) * sizeof *s->destroy_to);
+    s->destroy_to[s->ndestroy++] = sb_replyto(m);
+    sb_log_info("SB-EXEC-SBX-DESTROY", "destroying %s (%.*s)", s->id, (int)req.reason.len,
+                req.reason.ptr);
+    sb__x_sbx_destroy(s, "requested");
+    return 0;
+}
+
+static int
+x_handle(sb_actor_t *a, void *state, const sb_msg_t *m)
+{
+    sb__xstate_t *x = state;
     (void)a;
-    (void)state;
-    (void)m;
-    return SB_EUNKNOWN_TYPE;
+    if (x->stopping)
+        return SB_ECLOSED;
+    switch (m->type) {
+    case SB_MSG_SBX_CREATE: return x_on_create(x, m);
+    case SB_MSG_SBX_DESTROY: return x_on_destroy(x, m);
+    case SB_MSG_RUN: return sb__x_handle_run(x, m);
+    case SB_MSG_CMD: return sb__x_handle_cmd(x, m);
+    case SB_MSG_PROC_INPUT:
+    case SB_MSG_PROC_SIGNAL:
+    case SB_MSG_PROC_RESIZE: return sb__x_handle_proc(x, m);
+    case SB_MSG_PROC_LIST: return sb__x_handle_ps(x, m);
+    case SB_MSG_FILE_OP: return sb__x_handle_file(x, m);
+    default: return SB_EUNKNOWN_TYPE;
+    }
+}
+
+/* ---- life -------------------------------------------------------------------------------- */
+
+static void
+x_on_tick(uv_timer_t *t)
+{
+    sb__xstate_t *x = t->data;
+    for (sb__xsbx_t *s = x->sbxs, *next; s; s = next) {
+        next = s->next;
+        if (s->state != SB__XSBX_READY)
+            continue;
+        if (!sb_sandbox_alive(s->sb)) {
+            /* init died on its own: runs have ended "lost"; nothing is left to keep */
+            sb_log_warn("SB-EXEC-SBX-LOST", "sandbox %s lost its init; destroying it", s->id);
+            s->lost = true;
+            sb__x_sbx_destroy(s, "lost");
+            continue;
+        }
+        x_sample(s, false);
+    }
+    sb__x_send_capacity(x, true);
+}
+
+static int
+x_init(sb_actor_t *a, void *state)
+{
+    sb__xstate_t *x = state;
+    char err[512] = "";
+    x->a = a;
+    x->cfg = sb_actor_arg(a);
+    if (!x->cfg)
+        return SB_EINVAL;
+    sb_engine_config_t ec = {.state_dir = *x->cfg->executor_state_dir ? x->cfg->executor_state_dir
+                                                                        : NULL};
+    int rc = sb_engine_new(sb_actor_loop(a), &ec, &x->engine);
+    if (rc < 0) {
+        sb_log_error("SB-EXEC-ENGINE", "sandbox engine unavailable: %s", sb_strerror(rc));
+        return rc;
+    }
+    if ((rc = sb_plugins_load(sb_plugins_default_dir(), false, false, &x->plugins, err,
+                              sizeof err)) < 0) {
+        sb_log_warn("SB-EXEC-PLUGINS", "no runtime plugins from %s: %s", sb_plugins_default_dir(),
+                    err);
+        x->plugins = NULL;
+    }
+    x_runtimes_build(x);
+    uv_timer_init(sb_actor_loop(a), &x->tick);
+    uv_check_init(sb_actor_loop(a), &x->flush);
+    uv_idle_init(sb_actor_loop(a), &x->retry);
+    x->tick.data = x->flush.data = x->retry.data = x;
+    x->handles_open = true;
+    uv_timer_start(&x->tick, x_on_tick, X_TICK_MS, X_TICK_MS);
+    sb_log_info("SB-EXEC-READY", "executor: %zu runtime(s), at most %lld sandboxes",
+                x->plugins ? sb_plugins_count(x->plugins) : (size_t)0,
+                (long long)x->cfg->executor_max_sandboxes);
+    sb__x_send_capacity(x, true);
+    return 0;
+}
+
+static void
+x_stop(sb_actor_t *a, void *state)
+{
+    sb__xstate_t *x = state;
+    (void)a;
+    if (x->stopping)
+        return;
+    x->stopping = true;
+    sb__x_runs_stop(x);
+    for (sb__xsbx_t *s = x->sbxs, *next; s; s = next) {
+        next = s->next;
+        sb__x_sbx_destroy(s, "executor stopping");
+    }
+    if (x->handles_open) {
+        x->handles_open = false;
+        uv_close((uv_handle_t *)&x->tick, NULL);
+        uv_close((uv_handle_t *)&x->flush, NULL);
+        uv_close((uv_handle_t *)&x->retry, NULL);
+    }
+}
+
+static void
+x_fini(sb_actor_t *a, void *state)
+{
+    sb__xstate_t *x = state;
+    (void)a;
+    sb__x_runs_free(x);
+    if (x->engine_live == 0 && x->nsbx == 0) {
+        sb_engine_free(x->engine);
+    } else {
+        /* Only when the grace period cut the destroys short; the next start reaps them. */
+        sb_log_error("SB-EXEC-LEFTOVER", "%zu sandbox(es) not destroyed at stop; the next "
+                     "start reaps them", x->nsbx);
+    }
+    sb_plugins_free(x->plugins);
+    free(x->runtimes_raw);
 }
 
 const sb_actor_ops_t sb_executor_actor = {
     .abi = SB_ACTOR_ABI_V1,
     .name = "executor",
     .kind = SB_ACTOR_EXECUTOR,
-    .state_size = 1,
-    .handle = executor_handle,
+    .state_size = sizeof(sb__xstate_t),
+    .init = x_init,
+    .handle = x_handle,
+    .stop = x_stop,
+    .fini = x_fini,
 };

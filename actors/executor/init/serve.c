@@ -92,6 +92,22 @@ serve_reply_err(sb_buf_t *out, uint32_t t, uint64_t id, int err, const char *msg
     sb_frame_end(out, at);
 }
 
+/* An EXEC that fails before a process exists: the reply says why, and an EXIT (code 127, as a
+ * shell reports a command it cannot run) ends the run, so the executor never waits for a
+ * process that will not come. */
+static void
+serve_exec_fail(sb_buf_t *out, uint64_t id, int err, const char *msg)
+{
+    serve_reply_err(out, SB_IF_REPLY, id, err, msg);
+    size_t at = sb_frame_begin(out);
+    sb_mpw_map(out, 4);
+    sb_mpw_kuint(out, "t", SB_IF_EXIT);
+    sb_mpw_kuint(out, "id", id);
+    sb_mpw_kint(out, "code", 127);
+    sb_mpw_kint(out, "sig", 0);
+    sb_frame_end(out, at);
+}
+
 static void
 serve_output(sb_buf_t *out, serve_proc_t *p, int which, const void *data, size_t n)
 {
@@ -258,7 +274,7 @@ serve_exec(const sb_frame_t *f, sb_buf_t *out)
     int master = -1, slave = -1, err = 0;
     char **argv = NULL, **envp = NULL;
     if (serve_nprocs >= SERVE_MAX_PROCS) {
-        serve_reply_err(out, SB_IF_REPLY, f->id, SB_ELIMIT, "too many processes");
+        serve_exec_fail(out, f->id, SB_ELIMIT, "too many processes");
         return;
     }
     if (f->argc == 0 || serve_find(f->id)) {
@@ -355,7 +371,7 @@ sys:
     err = -errno;
 done:
     if (err)
-        serve_reply_err(out, SB_IF_REPLY, f->id, err, "exec failed");
+        serve_exec_fail(out, f->id, err, "exec failed");
     int fds[] = {pin[0], pin[1], pout[0], pout[1], perr[0], perr[1], pst[0], pst[1], master, slave};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (fds[i] >= 0)
