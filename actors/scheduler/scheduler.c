@@ -11,17 +11,25 @@
  *   - offers: warm sandboxes the pool offered (POOL_OFFER), by id, node and runtime.  An
  *     offer is handed out at most once: leasing it removes it, and its id goes into a ring of
  *     taken ids so a re-offer of the same id is refused (SB_EEXIST).
- *   - keys: per owner (API key or user) the leases held, the requests queued, and the
- *     long-lived sandboxes it holds (learned from the RELEASE of a "sandbox" lease, forgotten
- *     on SANDBOX_GONE).
+ *   - keys: per owner (API key or user) the executions it has placed and queued, and the
+ *     long-lived sandboxes it holds.
  *
- * Admission (in this order): a key with scheduler.max_concurrent_per_key leases + queued
- * requests is refused with SB_ELIMIT (429), as is a "sandbox" request past
- * scheduler.max_sandboxes_per_key; work no live node can run is refused with
- * SB_EUNAVAILABLE (503); otherwise it is placed at once if a global slot
- * (scheduler.max_concurrent) and a node are free, else queued -- unless the queue holds
- * scheduler.max_queue requests already (503).  Every refusal's message starts with
- * "retry_after_ms=N ".
+ * Two kinds of lease.  An execution lease ("oneshot", "existing") lasts one run: it takes a
+ * slot of its key (scheduler.max_concurrent_per_key) and a global one
+ * (scheduler.max_concurrent), and is reclaimed if not released within
+ * scheduler.lease_timeout_ms.  A sandbox lease ("sandbox") lasts the sandbox's life -- the
+ * gateway releases it when the sandbox is destroyed -- and counts against
+ * scheduler.max_sandboxes_per_key and the node's capacity instead; it is reclaimed only when
+ * its node has been silent for three times scheduler.node_stale_ms (its sandboxes are lost).
+ *
+ * Admission (in this order): a key over its limit for the kind asked is refused with
+ * SB_ELIMIT (429; queued requests count); work no live node can run is refused with
+ * SB_EUNAVAILABLE (503); otherwise it is placed at once if a slot and a node are free, else
+ * queued -- unless the queue holds scheduler.max_queue requests already (503).  Every
+ * refusal's message starts with "retry_after_ms=N ".  "existing" goes to node_hint, the node
+ * the gateway recorded for the sandbox (the id is the executor's, chosen after placement, so
+ * the scheduler cannot learn it first); a node_hint that is not live is refused at once
+ * (503 "node lost").
  *
  * Fairness: each key has its own FIFO; keys with queued work form a ring, and whenever a
  * slot or a node frees up the ring is served round-robin from the key after the one served
@@ -30,12 +38,12 @@
  * A queued request (job) has one life:  QUEUED -> PLACED (LEASE sent) | REFUSED (its node
  * or runtime vanished) | EXPIRED (scheduler.queue_timeout_ms or the request's own deadline
  * passed: 503) | DROPPED (shutdown: 503).
- * A lease:  ACTIVE -> RELEASED (RELEASE) | RECLAIMED (not released within
- * scheduler.lease_timeout_ms: logged SB-SCHED-LEASE-RECLAIM, slot freed).
+ * A lease:  ACTIVE -> RELEASED (RELEASE) | RECLAIMED (execution: not released in time,
+ * logged SB-SCHED-LEASE-RECLAIM; sandbox: its node lost, logged SB-SCHED-SANDBOX-LOST).
  * An offer:  OFFERED -> LEASED (POOL_TAKEN sent to the pool that offered it) | WITHDRAWN.
  *
- * Invariants: nleases <= max_concurrent; key->active / key->queued equal the leases / jobs
- * naming the key; a key lives while any of its counters is non-zero; a key is in the ring
+ * Invariants: nexec <= max_concurrent; key->active / key->sandboxes / key->queued equal
+ * the execution leases / sandbox leases / jobs naming the key; a key lives while any of its counters is non-zero; a key is in the ring
  * iff it has queued jobs.  POOL_TAKEN and POOL_ACK to one pool leave through one outbox
  * (sched_addr normalises this node's id to 0, as replies do), so the pool sees them in order.
  */
@@ -55,7 +63,6 @@
 #define SCHED_MAX_NODES 256
 #define SCHED_MAX_RUNTIMES 32
 #define SCHED_MAX_OFFERS 8192
-#define SCHED_MAX_SANDBOXES 65536
 #define SCHED_TAKEN_RING 4096
 #define SCHED_MISS_SLOTS 16
 #define SCHED_MISS_EVERY_MS 100
@@ -92,9 +99,10 @@ struct sched_key {
     sched_key_t *ring_next, *ring_prev; /* keys with queued work */
     int in_ring;
     char owner[128];
-    uint32_t active, queued;
-    uint32_t pending_sbx; /* "sandbox" requests queued or leased: sandboxes on their way */
-    uint32_t sandboxes;   /* long-lived sandboxes it holds */
+    uint32_t active;     /* execution leases */
+    uint32_t sandboxes;  /* sandbox leases */
+    uint32_t queued;     /* jobs of either kind */
+    uint32_t queued_sbx; /* of which "sandbox" */
     sched_job_t *head, *tail;
 };
 
@@ -118,12 +126,6 @@ typedef struct {
 } sched_offer_t;
 
 typedef struct {
-    char id[64];
-    uint64_t node;
-    sched_key_t *key;
-} sched_sbx_t;
-
-typedef struct {
     sb_actor_t *actor;
     uv_timer_t tick;
     int stopping;
@@ -140,10 +142,9 @@ typedef struct {
     uint64_t queued;
     sched_lease_t *leases;
     size_t nleases, cap_leases;
+    size_t nexec; /* execution leases among them */
     sched_offer_t *offers;
     size_t noffers, cap_offers;
-    sched_sbx_t *sbx;
-    size_t nsbx, cap_sbx;
     char (*taken)[64];
     size_t taken_next, ntaken;
     struct {
@@ -153,7 +154,7 @@ typedef struct {
     uint64_t next_lease, rr;
     double hold_ms; /* moving average of how long a lease is held */
     /* counters */
-    uint64_t placed, warm_hits, refused_limit, refused_unavail, expired, reclaimed;
+    uint64_t placed, warm_hits, refused_limit, refused_unavail, expired, reclaimed, lost;
 } sched_state;
 
 enum { SCHED_PLACED = 0, SCHED_WAIT = 1 };
@@ -337,7 +338,7 @@ sched_key_get(sched_state *s, sb_str_t owner)
 static void
 sched_key_maybe_free(sched_state *s, sched_key_t *k)
 {
-    if (k->active || k->queued || k->pending_sbx || k->sandboxes || k->in_ring)
+    if (k->active || k->queued || k->sandboxes || k->in_ring)
         return;
     for (sched_key_t **p = &s->keys; *p; p = &(*p)->next) {
         if (*p == k) {
@@ -396,6 +397,8 @@ sched_job_push(sched_state *s, sched_job_t *j)
         k->head = j;
     k->tail = j;
     k->queued++;
+    if (j->kind == SCHED_SANDBOX)
+        k->queued_sbx++;
     s->queued++;
     sched_ring_add(s, k);
 }
@@ -412,6 +415,8 @@ sched_job_unlink(sched_state *s, sched_job_t *prev, sched_job_t *j)
     if (k->tail == j)
         k->tail = prev;
     k->queued--;
+    if (j->kind == SCHED_SANDBOX)
+        k->queued_sbx--;
     s->queued--;
     if (!k->head)
         sched_ring_remove(s, k);
@@ -422,8 +427,6 @@ static void
 sched_job_end(sched_state *s, sched_job_t *j, int code, const char *why)
 {
     sched_key_t *k = j->key;
-    if (j->kind == SCHED_SANDBOX)
-        k->pending_sbx--;
     if (code == SB_EUNAVAILABLE)
         s->refused_unavail++;
     sb_actor_reply_error(s->actor, &j->to, code, "%s", why);
@@ -497,45 +500,6 @@ sched_lease_find(sched_state *s, uint64_t id)
     return NULL;
 }
 
-static sched_sbx_t *
-sched_sbx_find(sched_state *s, const char *id)
-{
-    for (size_t i = 0; i < s->nsbx; i++)
-        if (!strcmp(s->sbx[i].id, id))
-            return &s->sbx[i];
-    return NULL;
-}
-
-static void
-sched_sbx_add(sched_state *s, const char *id, uint64_t node, sched_key_t *k)
-{
-    if (sched_sbx_find(s, id))
-        return;
-    if (s->nsbx == SCHED_MAX_SANDBOXES) {
-        sb_log_warn("SB-SCHED-SBX-FULL", "sandbox map full (%d): %s not tracked",
-                    SCHED_MAX_SANDBOXES, id);
-        return;
-    }
-    if (s->nsbx == s->cap_sbx) {
-        s->cap_sbx = s->cap_sbx ? s->cap_sbx * 2 : 64;
-        s->sbx = sb_xrealloc(s->sbx, s->cap_sbx * sizeof *s->sbx);
-    }
-    sched_sbx_t *x = &s->sbx[s->nsbx++];
-    snprintf(x->id, sizeof x->id, "%s", id);
-    x->node = node;
-    x->key = k;
-    k->sandboxes++;
-}
-
-static void
-sched_sbx_remove(sched_state *s, sched_sbx_t *x)
-{
-    sched_key_t *k = x->key;
-    k->sandboxes--;
-    *x = s->sbx[--s->nsbx];
-    sched_key_maybe_free(s, k);
-}
-
 /* sched_miss tells the pool a one-shot found no warm sandbox of runtime (demand), at most
  * once per runtime per SCHED_MISS_EVERY_MS. */
 static void
@@ -561,26 +525,26 @@ sched_miss(sched_state *s, uint64_t node, const char *runtime, uint64_t now)
                       b->len); /* best effort: no pool, no demand signal */
 }
 
-/* sched_release frees a lease's slot; sandbox (may be "") names what a "sandbox" lease made. */
+/* sched_release frees a lease (and its slot). */
 static void
-sched_release(sched_state *s, sched_lease_t *l, const char *sandbox)
+sched_release(sched_state *s, sched_lease_t *l)
 {
     uint64_t now = sched_now();
     sched_key_t *k = l->key;
     sched_node_t *n = sched_node_find(s, l->node);
-    k->active--;
     if (n) {
         n->active--;
         if (l->creates && l->epoch == n->epoch && n->unreported)
             n->unreported--;
     }
     if (l->kind == SCHED_SANDBOX) {
-        k->pending_sbx--;
-        if (sandbox && sandbox[0])
-            sched_sbx_add(s, sandbox, l->node, k);
+        k->sandboxes--;
+    } else {
+        k->active--;
+        s->nexec--;
+        double held = (double)(now - l->granted_ms);
+        s->hold_ms = s->hold_ms * 0.9 + held * 0.1;
     }
-    double held = (double)(now - l->granted_ms);
-    s->hold_ms = s->hold_ms * 0.9 + held * 0.1;
     *l = s->leases[--s->nleases];
     sched_key_maybe_free(s, k);
 }
@@ -616,7 +580,12 @@ sched_grant(sched_state *s, sched_job_t *j, sched_node_t *n, const char *sandbox
     l->epoch = n->epoch;
     snprintf(l->sandbox, sizeof l->sandbox, "%s", sandbox);
     l->granted_ms = sched_now();
-    j->key->active++;
+    if (j->kind == SCHED_SANDBOX) {
+        j->key->sandboxes++;
+    } else {
+        j->key->active++;
+        s->nexec++;
+    }
     n->active++;
     if (creates)
         n->unreported++;
@@ -633,22 +602,17 @@ sched_try_place(sched_state *s, sched_job_t *j, char *why, size_t cap)
     int any = 0;
 
     if (j->kind == SCHED_EXISTING) {
-        uint64_t node = j->node_hint;
-        if (!node) {
-            sched_sbx_t *x = sched_sbx_find(s, j->sandbox);
-            node = x ? x->node : 0;
-        }
-        sched_node_t *n = sched_node_find(s, node);
+        sched_node_t *n = sched_node_find(s, j->node_hint);
         if (!sched_node_live(s, n, now)) {
             snprintf(why, cap, "retry_after_ms=%llu node lost: the node holding sandbox %s "
                      "is not reporting", (unsigned long long)s->stale_ms, j->sandbox);
             return SB_EUNAVAILABLE;
         }
-        if (s->nleases >= s->max_concurrent)
+        if (s->nexec >= s->max_concurrent)
             return SCHED_WAIT;
         return sched_grant(s, j, n, j->sandbox, 0) == 0 ? SCHED_PLACED : SCHED_WAIT;
     }
-    if (s->nleases >= s->max_concurrent)
+    if (j->kind == SCHED_ONESHOT && s->nexec >= s->max_concurrent)
         return SCHED_WAIT;
     if (j->kind == SCHED_ONESHOT && j->runtime[0]) {
         sched_offer_t *o = sched_pick_offer(s, j->runtime, now);
@@ -692,7 +656,7 @@ sched_dispatch(sched_state *s)
 {
     char why[256];
     int progress = 1;
-    while (progress && s->cursor && s->nleases < s->max_concurrent) {
+    while (progress && s->cursor) {
         progress = 0;
         sched_key_t *k = s->cursor;
         for (size_t i = 0, n = s->nring; i < n; i++) {
@@ -740,8 +704,10 @@ sched_on_place(sched_state *s, const sb_msg_t *m)
                              (int)p.kind.len, p.kind.ptr);
         return 0;
     }
-    if (kind == SCHED_EXISTING && (p.sandbox.len == 0 || p.sandbox.len >= 64)) {
-        sb_actor_reply_error(s->actor, &to, SB_EINVAL, "kind existing needs a sandbox id");
+    if (kind == SCHED_EXISTING &&
+        (p.sandbox.len == 0 || p.sandbox.len >= 64 || p.node_hint == 0)) {
+        sb_actor_reply_error(s->actor, &to, SB_EINVAL,
+                             "kind existing needs the sandbox id and its node (node_hint)");
         return 0;
     }
     if (s->stopping) {
@@ -750,23 +716,23 @@ sched_on_place(sched_state *s, const sb_msg_t *m)
         return 0;
     }
     sched_key_t *k = sched_key_get(s, p.owner);
-    if (k->active + k->queued >= s->per_key) {
+    uint32_t execs = k->active + (k->queued - k->queued_sbx);
+    if (kind != SCHED_SANDBOX && execs >= s->per_key) {
         s->refused_limit++;
         sb_actor_reply_error(s->actor, &to, SB_ELIMIT,
                              "retry_after_ms=%llu key has %u executions placed or queued "
                              "(limit %u)",
-                             (unsigned long long)sched_retry_limit(s), k->active + k->queued,
-                             s->per_key);
+                             (unsigned long long)sched_retry_limit(s), execs, s->per_key);
         sched_key_maybe_free(s, k);
         return 0;
     }
     if (kind == SCHED_SANDBOX && s->max_sbx_per_key &&
-        k->sandboxes + k->pending_sbx >= s->max_sbx_per_key) {
+        k->sandboxes + k->queued_sbx >= s->max_sbx_per_key) {
         s->refused_limit++;
+        /* A sandbox slot frees when one is destroyed: no estimate beats a minute. */
         sb_actor_reply_error(s->actor, &to, SB_ELIMIT,
-                             "retry_after_ms=%llu key holds %u sandboxes (limit %u)",
-                             (unsigned long long)sched_retry_limit(s),
-                             k->sandboxes + k->pending_sbx, s->max_sbx_per_key);
+                             "retry_after_ms=60000 key holds %u sandboxes (limit %u)",
+                             k->sandboxes + k->queued_sbx, s->max_sbx_per_key);
         sched_key_maybe_free(s, k);
         return 0;
     }
@@ -786,9 +752,6 @@ sched_on_place(sched_state *s, const sb_msg_t *m)
         if (j->queued_ms + left < j->expires_ms)
             j->expires_ms = j->queued_ms + left;
     }
-    if (kind == SCHED_SANDBOX)
-        k->pending_sbx++;
-
     /* Place at once unless this key already waits (FIFO within a key). */
     int r = k->head ? SCHED_WAIT : sched_try_place(s, j, why, sizeof why);
     if (r == SCHED_PLACED) {
@@ -830,10 +793,10 @@ sched_on_release(sched_state *s, const sb_msg_t *m)
     sched_copy(sbx, sizeof sbx, r.sandbox);
     sched_lease_t *l = sched_lease_find(s, r.lease);
     if (!l) {
-        sb_log_debug("SB-SCHED-RELEASE-UNKNOWN", "RELEASE of unknown lease %llu ignored",
-                     (unsigned long long)r.lease);
+        sb_log_debug("SB-SCHED-RELEASE-UNKNOWN", "RELEASE of unknown lease %llu (sandbox '%s') "
+                     "ignored", (unsigned long long)r.lease, sbx);
     } else {
-        sched_release(s, l, sbx);
+        sched_release(s, l);
         sched_dispatch(s);
     }
     sched_ack(s, m);
@@ -912,21 +875,6 @@ sched_on_withdraw(sched_state *s, const sb_msg_t *m)
 }
 
 static int
-sched_on_gone(sched_state *s, const sb_msg_t *m)
-{
-    sb_sandbox_gone_t g;
-    char id[64];
-    if (sb_sandbox_gone_decode(m, &g) != 0)
-        return SB_EBADMSG;
-    sched_copy(id, sizeof id, g.sandbox);
-    sched_sbx_t *x = sched_sbx_find(s, id);
-    if (x)
-        sched_sbx_remove(s, x);
-    sched_ack(s, m);
-    return 0;
-}
-
-static int
 sched_handle(sb_actor_t *a, void *state, const sb_msg_t *m)
 {
     sched_state *s = state;
@@ -945,8 +893,6 @@ sched_handle(sb_actor_t *a, void *state, const sb_msg_t *m)
         return sched_on_offer(s, m);
     case SB_MSG_POOL_WITHDRAW:
         return sched_on_withdraw(s, m);
-    case SB_MSG_SANDBOX_GONE:
-        return sched_on_gone(s, m);
     default:
         return SB_EUNKNOWN_TYPE;
     }
@@ -983,20 +929,31 @@ sched_on_tick(uv_timer_t *t)
         }
     }
 
-    /* Leases never released. */
+    /* Execution leases never released; sandbox leases whose node is lost. */
     for (size_t i = 0; i < s->nleases;) {
         sched_lease_t *l = &s->leases[i];
-        if (now - l->granted_ms >= s->lease_timeout_ms) {
+        if (l->kind != SCHED_SANDBOX && now - l->granted_ms >= s->lease_timeout_ms) {
             sb_log_warn("SB-SCHED-LEASE-RECLAIM",
                         "lease %llu of %s (node %016llx, sandbox '%s') not released within "
                         "%llu ms: reclaimed",
                         (unsigned long long)l->id, l->key->owner, (unsigned long long)l->node,
                         l->sandbox, (unsigned long long)s->lease_timeout_ms);
             s->reclaimed++;
-            sched_release(s, l, NULL); /* moves the last lease into slot i */
-        } else {
-            i++;
+            sched_release(s, l); /* moves the last lease into slot i */
+            continue;
         }
+        sched_node_t *n = sched_node_find(s, l->node);
+        if (l->kind == SCHED_SANDBOX && (!n || now - n->heard_ms > 3 * s->stale_ms)) {
+            sb_log_warn("SB-SCHED-SANDBOX-LOST",
+                        "sandbox lease %llu of %s: node %016llx silent for %llu ms, its "
+                        "sandbox counts as lost", (unsigned long long)l->id, l->key->owner,
+                        (unsigned long long)l->node,
+                        (unsigned long long)(n ? now - n->heard_ms : 0));
+            s->lost++;
+            sched_release(s, l);
+            continue;
+        }
+        i++;
     }
 
     /* Nodes going quiet; offers on nodes silent for long are forgotten. */
@@ -1083,7 +1040,6 @@ sched_fini(sb_actor_t *a, void *state)
     free(s->nodes);
     free(s->leases);
     free(s->offers);
-    free(s->sbx);
     free(s->taken);
 }
 
