@@ -176,6 +176,9 @@ redis_on_reply(redisAsyncContext *ac, void *reply, void *priv)
     } else if (rep->type == REDIS_REPLY_ERROR) {
         if (strncmp(rep->str, "EEXIST", 6) == 0)
             sb__op_fail(op, SB_EEXIST, "%s: %s", op->kind->kind, rep->str + 7);
+        else if (strncmp(rep->str, "LOADING", 7) == 0 || strncmp(rep->str, "BUSY", 4) == 0 ||
+                 strncmp(rep->str, "MASTERDOWN", 10) == 0 || strncmp(rep->str, "TRYAGAIN", 8) == 0)
+            sb__op_fail(op, SB_EUNAVAILABLE, "redis is not ready (%s); retry later", rep->str);
         else
             sb__op_fail(op, SB_EIO, "redis: %s", rep->str);
     } else if (op->type == SB__OP_PUT || op->type == SB__OP_DEL) {
@@ -218,7 +221,7 @@ sb__redis_submit(sb__redis_t *r, sb__op_t *op)
 {
     const sb__kind_t *k = op->kind;
     redis_args_t a = {0};
-    char p[256];
+    char p[256], z[400]; /* z: referenced by a until the command is formatted */
 
     if (!r->connected || !r->ac) {
         sb__op_fail(op, SB_EUNAVAILABLE, "redis at %s:%d is unreachable; retry later", r->host,
@@ -267,7 +270,6 @@ sb__redis_submit(sb__redis_t *r, sb__op_t *op)
         redis_arg_s(&a, op->key);
         break;
     case SB__OP_LIST: {
-        char z[400];
         const char *ff = "", *fv = "";
         /* Walk the narrowest index we have; filter the other condition in the script. */
         if (op->owner) {

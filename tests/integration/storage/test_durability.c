@@ -176,6 +176,7 @@ main(void)
     if (redis)
         test_redis_stop(rpid);
     test_rmrf(dir);
+    free(dir);
     free(buf);
     free(rec_acked);
     return sb_test_done();

@@ -516,5 +516,6 @@ main(void)
 
     sb_config_fini(&cfg);
     test_rmrf(dir);
+    free(dir);
     return sb_test_done();
 }

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -298,6 +299,8 @@ test_redis_start(int port, const char *dir)
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
+        /* If the test dies (a CHECK, a timeout), its redis-server must not outlive it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, 1);
         execl("/usr/bin/redis-server", "redis-server", "--port", portarg, "--bind", "127.0.0.1",

@@ -144,5 +144,6 @@ main(void)
     sb_config_fini(&cfg);
     sb_test_ok("a newer schema is refused");
     test_rmrf(base);
+    free(base);
     return sb_test_done();
 }

@@ -332,5 +332,6 @@ main(void)
     if (redis_mode)
         test_redis_stop(redis_pid);
     test_rmrf(dir);
+    free(dir);
     return sb_test_done();
 }
