@@ -16,6 +16,7 @@
 #include "actors/auditor/auditor.h"
 #include "actors/auditor/auditor_cli.h"
 #include "actors/executor/executor.h"
+#include "actors/executor/plugins_cli.h"
 #include "actors/executor/run_cli.h"
 #include "actors/monitor/monitor.h"
 #include "actors/pool/pool.h"
@@ -50,6 +51,7 @@ static const struct {
     {"run", sb_cmd_run_main, "run a program in a one-shot sandbox (soulbox run -r python FILE|-)"},
     {"migrate", sb_cmd_migrate, "run the storage schema migrations and exit"},
     {"audit", sb_cmd_audit, "audit verify (check the hash chain) | audit tail [-n N]"},
+    {"plugins", sb_cmd_plugins, "plugins list | plugins check DIR|NAME...|--all (runtime plugins)"},
 };
 
 /* Start order; stop order is the reverse. */

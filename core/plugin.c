@@ -312,11 +312,6 @@ plugin_toml_cb(void *ud, const char *key, const sb_toml_val_t *v, int line, char
                 snprintf(err, errcap, "line %d: '%s' needs at least a program", line, key);
                 return SB_ECONFIG;
             }
-            if (strchr(v->elems[0], '{')) {
-                snprintf(err, errcap, "line %d: '%s': the program (first element) cannot be a placeholder",
-                         line, key);
-                return SB_ECONFIG;
-            }
             for (size_t i = 0; i < v->n; i++)
                 if (plugin_tmpl_check(v->elems[i], key, line, err, errcap) != 0)
                     return SB_ECONFIG;
@@ -455,12 +450,17 @@ plugin_now_ms(void)
 static void
 plugin_probe(sb_plugin_t *p)
 {
-    char prog[PATH_MAX];
+    char prog[PATH_MAX], tmp_prog[PATH_MAX];
     char *const *cmd = p->version_cmd ? p->version_cmd : p->compile_cmd ? p->compile_cmd : p->run_cmd;
     p->installed = false;
     free(p->version);
     p->version = sb_xstrdup("");
     if (!plugin_find_program(cmd[0], prog, sizeof prog))
+        return;
+    /* The compiler and the run program must be there too (a run program that is a
+     * placeholder, like {bin}, is the compiler's output). */
+    if ((p->compile_cmd && !plugin_find_program(p->compile_cmd[0], tmp_prog, sizeof tmp_prog)) ||
+        (!strchr(p->run_cmd[0], '{') && !plugin_find_program(p->run_cmd[0], tmp_prog, sizeof tmp_prog)))
         return;
     if (!p->version_cmd) {
         p->installed = true;
@@ -755,7 +755,8 @@ plugin_subst(const char *s, const char *const vals[6])
         sb_buf_append(&b, c, 1);
     }
     sb_buf_append(&b, "", 1);
-    return (char *)sb_buf_steal(&b, NULL);
+    size_t len;
+    return (char *)sb_buf_steal(&b, &len);
 }
 
 char **
