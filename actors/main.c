@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "gateway/auth_cli.h"
 #include "gateway/gateway.h"
 #include "actors/auditor/auditor.h"
 #include "actors/auditor/auditor_cli.h"
@@ -51,6 +52,8 @@ static const struct {
     {"run", sb_cmd_run_main, "run a program in a one-shot sandbox (soulbox run -r python FILE|-)"},
     {"migrate", sb_cmd_migrate, "run the storage schema migrations and exit"},
     {"audit", sb_cmd_audit, "audit verify (check the hash chain) | audit tail [-n N]"},
+    {"keys", sb_cmd_keys, "API keys: keys create --role R [--name N] | keys list | keys revoke ID"},
+    {"users", sb_cmd_users, "users add NAME --role R (password on stdin) | passwd | list | del"},
     {"plugins", sb_cmd_plugins, "plugins list | plugins check DIR|NAME...|--all (runtime plugins)"},
 };
 

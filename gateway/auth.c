@@ -1446,6 +1446,14 @@ auth_on_login(sb_http_req_t *req, void *ud)
 
 /* ---- POST /api/v1/auth/refresh --------------------------------------------------------- */
 
+static void
+refresh_refuse(sb_http_req_t *req)
+{
+    sb_http_add_header(req, "WWW-Authenticate", "Bearer realm=\"soulbox\"");
+    sb_http_respond_error(req, 401, "unauthorized",
+                          "invalid, expired or already used refresh token: log in again");
+}
+
 typedef struct {
     sb_auth_t *auth;
     sb_http_req_t *req;
@@ -1518,7 +1526,7 @@ refresh_on_user(sb_auth_t *auth, int status, const char *text, size_t len, uint6
         json_decref(r);
     }
     if (role == SB_ROLE_NONE) {
-        sb_auth_respond_error(c->req, SB_EAUTH);
+        refresh_refuse(c->req);
         free(c);
         return;
     }
@@ -1543,7 +1551,7 @@ refresh_on_spent(sb_auth_t *auth, int status, const char *text, size_t len, uint
         sb_auth_audit(auth, "auth.refresh_reuse", c->owner,
                       json_pack("{s:s, s:s}", "token_sha256_prefix", pfx, "ip", c->ip));
         auth_store_list(auth, "session", c->owner, 1000, refresh_on_family, NULL);
-        sb_auth_respond_error(c->req, SB_EAUTH);
+        refresh_refuse(c->req);
         free(c);
         return;
     }
@@ -1562,7 +1570,10 @@ refresh_on_session(sb_auth_t *auth, int status, const char *text, size_t len, ui
     refresh_ctx_t *c = ud;
     (void)changed;
     if (status != 0) {
-        sb_auth_respond_error(c->req, auth_store_unavailable(status));
+        if (status == SB_ENOTFOUND)
+            refresh_refuse(c->req);
+        else
+            sb_auth_respond_error(c->req, SB_EUNAVAILABLE);
         free(c);
         return;
     }
@@ -1577,7 +1588,7 @@ refresh_on_session(sb_auth_t *auth, int status, const char *text, size_t len, ui
     }
     json_decref(r);
     if (!ok) {
-        sb_auth_respond_error(c->req, SB_EAUTH);
+        refresh_refuse(c->req);
         free(c);
         return;
     }
@@ -1609,7 +1620,7 @@ auth_on_refresh(sb_http_req_t *req, void *ud)
     }
     if (!sb_auth_token_ok(SB_AUTH_REFRESH_PREFIX, tok, tl)) {
         json_decref(o);
-        sb_auth_respond_error(req, SB_EAUTH);
+        refresh_refuse(req);
         return;
     }
     refresh_ctx_t *c = sb_xcalloc(1, sizeof *c);

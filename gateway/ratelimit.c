@@ -11,11 +11,23 @@
 #include "core/buf.h"
 #include "core/err.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define RL_KEY_MAX 255
+
+/* Small helpers instead of libm (one less library for every gateway binary). */
+static double
+rl_min(double a, double b)
+{
+    return a < b ? a : b;
+}
+
+static double
+rl_max(double a, double b)
+{
+    return a > b ? a : b;
+}
 
 /* ---- one bucket ------------------------------------------------------------------------ */
 
@@ -38,7 +50,7 @@ bucket_refill(sb_bucket_t *b, uint64_t now_us)
     if (dt * b->rate >= b->burst)
         b->tokens = b->burst;
     else
-        b->tokens = fmin(b->burst, b->tokens + dt * b->rate);
+        b->tokens = rl_min(b->burst, b->tokens + dt * b->rate);
     b->last_us = now_us;
 }
 
@@ -51,13 +63,17 @@ bucket_check(sb_bucket_t *b, double n, uint64_t now_us, uint32_t *retry_s, int t
     /* A tiny epsilon keeps 0.9999999 (float residue of an exact refill) from refusing. */
     if (b->tokens + 1e-9 >= n) {
         if (take)
-            b->tokens = fmax(0, b->tokens - n);
+            b->tokens = rl_max(0, b->tokens - n);
         return 0;
     }
     if (retry_s) {
-        double wait = (n - b->tokens) / b->rate;
-        double s = ceil(wait - 1e-9);
-        *retry_s = s < 1 ? 1 : s > 86400 ? 86400 : (uint32_t)s;
+        double wait = (n - b->tokens) / b->rate - 1e-9;
+        if (wait > 86400)
+            wait = 86400;
+        uint32_t s = (uint32_t)wait;
+        if ((double)s < wait)
+            s++; /* round up: retrying sooner would be refused again */
+        *retry_s = s < 1 ? 1 : s;
     }
     return SB_ELIMIT;
 }
