@@ -1,0 +1,1058 @@
+/*
+ * test_executor_actor.c: the executor actor through the bus, with real sandboxes.  An
+ * in-process bus carries requests from a test client actor (kind CLIENT) to the executor; a
+ * fake monitor and a fake scheduler record what the executor reports to them.  Covered: create
+ * / run / destroy, one-shot python and bash, streamed output (order, coalescing, content),
+ * stdin, timeout, memory and output limits, a compiled runtime's compile error and success,
+ * files and artifacts, foreground and background commands with PROC_LIST / PROC_INPUT /
+ * PROC_SIGNAL, every file operation and errno_ for a missing file, unknown sandboxes,
+ * malformed bodies, max_sandboxes, MON_SANDBOX / MON_EXEC / NODE_CAPACITY, a requester that
+ * goes away mid-run, and stop with live sandboxes leaving no process, cgroup or state dir.
+ *
+ * The main thread drives; every bus operation happens on an actor loop.  Each wait is on an
+ * event (a reply, a report) with a deadline; nothing sleeps.
+ */
+#include "actors/executor/executor.h"
+#include "core/actor.h"
+#include "core/bus.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "protocols/mp.h"
+#include "protocols/msgs.h"
+#include "test.h"
+
+#include <dirent.h>
+#include <msgpack.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- the client: concurrent calls, every reply of a stream recorded ------------------------- */
+
+typedef struct {
+    uint16_t type;
+    uint8_t flags;
+    int status;
+    uint8_t *body;
+    size_t len;
+} reply_t;
+
+typedef struct call {
+    uint8_t dst;
+    uint16_t type;
+    uint8_t *body;
+    size_t len;
+    uint32_t timeout_ms;
+    reply_t r[4096];
+    size_t n;
+    int done;
+    struct call *next;
+} call_t;
+
+static struct {
+    sb_actor_t *actor;
+    uv_mutex_t mu;
+    uv_cond_t cv;
+    uv_async_t async;
+    call_t *queue;
+} cl;
+
+static void
+cl_on_reply(sb_actor_t *a, int status, const sb_msg_t *m, void *ud)
+{
+    call_t *c = ud;
+    (void)a;
+    uv_mutex_lock(&cl.mu);
+    if (c->n < 4096) {
+        reply_t *r = &c->r[c->n++];
+        r->status = status;
+        if (m) {
+            r->type = m->type;
+            r->flags = m->flags;
+            r->body = malloc(m->body_len + 1);
+            memcpy(r->body, m->body, m->body_len);
+            r->len = m->body_len;
+        }
+    }
+    if (status != 0 || !m || !(m->flags & SB_MF_STREAM))
+        c->done = 1;
+    uv_cond_broadcast(&cl.cv);
+    uv_mutex_unlock(&cl.mu);
+}
+
+static void
+cl_on_async(uv_async_t *h)
+{
+    (void)h;
+    uv_mutex_lock(&cl.mu);
+    call_t *q = cl.queue;
+    cl.queue = NULL;
+    uv_mutex_unlock(&cl.mu);
+    for (call_t *c = q, *next; c; c = next) {
+        next = c->next;
+        int rc = sb_actor_request(cl.actor, sb_addr(c->dst), c->type, c->body, c->len,
+                                  c->timeout_ms, cl_on_reply, c, NULL);
+        if (rc) {
+            uv_mutex_lock(&cl.mu);
+            c->r[c->n++].status = rc;
+            c->done = 1;
+            uv_cond_broadcast(&cl.cv);
+            uv_mutex_unlock(&cl.mu);
+        }
+    }
+}
+
+static int
+cl_init(sb_actor_t *a, void *state)
+{
+    (void)state;
+    cl.actor = a;
+    uv_async_init(sb_actor_loop(a), &cl.async, cl_on_async);
+    return 0;
+}
+
+static void
+cl_stop(sb_actor_t *a, void *state)
+{
+    (void)a;
+    (void)state;
+    if (!uv_is_closing((uv_handle_t *)&cl.async))
+        uv_close((uv_handle_t *)&cl.async, NULL);
+}
+
+static const sb_actor_ops_t cl_ops = {.abi = SB_ACTOR_ABI_V1, .name = "testclient",
+                                      .kind = SB_ACTOR_CLIENT, .state_size = 1,
+                                      .init = cl_init, .stop = cl_stop};
+
+static call_t *
+call_start(uint16_t type, const sb_buf_t *b, uint32_t timeout_ms)
+{
+    call_t *c = calloc(1, sizeof *c);
+    c->dst = SB_ACTOR_EXECUTOR;
+    c->type = type;
+    c->body = malloc(b->len + 1);
+    memcpy(c->body, b->data, b->len);
+    c->len = b->len;
+    c->timeout_ms = timeout_ms;
+    uv_mutex_lock(&cl.mu);
+    c->next = cl.queue;
+    cl.queue = c;
+    uv_mutex_unlock(&cl.mu);
+    uv_async_send(&cl.async);
+    return c;
+}
+
+/* Wait until the call has n replies (0: until it is done). */
+static void
+call_wait_n(call_t *c, size_t n, uint32_t ms)
+{
+    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000ull;
+    uv_mutex_lock(&cl.mu);
+    while (!c->done && (n == 0 || c->n < n)) {
+        uint64_t now = uv_hrtime();
+        if (now >= end)
+            break;
+        uv_cond_timedwait(&cl.cv, &cl.mu, end - now);
+    }
+    int ok = c->done || (n && c->n >= n);
+    uv_mutex_unlock(&cl.mu);
+    if (!ok) {
+        fprintf(stderr, "FAIL: no answer to message type %u within %u ms\n", c->type, ms);
+        exit(1);
+    }
+}
+
+static void
+call_free(call_t *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->r[i].body);
+    free(c->body);
+    free(c);
+}
+
+/* One request, one final answer: returns the call (status of the last reply in ->r). */
+static call_t *
+call(uint16_t type, const sb_buf_t *b, uint32_t timeout_ms)
+{
+    call_t *c = call_start(type, b, timeout_ms);
+    call_wait_n(c, 0, timeout_ms + 2000);
+    return c;
+}
+
+static reply_t *
+last(call_t *c)
+{
+    CHECK(c->n > 0);
+    return &c->r[c->n - 1];
+}
+
+static sb_msg_t
+as_msg(const reply_t *r)
+{
+    return (sb_msg_t){.type = r->type, .flags = r->flags, .body = r->body,
+                      .body_len = (uint32_t)r->len};
+}
+
+/* ---- fake monitor and scheduler ----------------------------------------------------------- */
+
+static struct {
+    uv_mutex_t mu;
+    uv_cond_t cv;
+    int mon_exec, mon_sbx_samples, cap_reports;
+    char ended[64][24];
+    int nended;
+    char sampled[24];
+    uint64_t sampled_mem, sampled_pids;
+    uint64_t cap_sandboxes, cap_max;
+    int cap_has_python;
+} rec;
+
+static int
+mon_handle(sb_actor_t *a, void *state, const sb_msg_t *m)
+{
+    (void)a;
+    (void)state;
+    uv_mutex_lock(&rec.mu);
+    if (m->type == SB_MSG_MON_EXEC) {
+        sb_mon_exec_t e;
+        CHECK(sb_mon_exec_decode(m, &e) == 0);
+        CHECK(e.runtime.len > 0 && e.status.len > 0 && e.duration_us > 0);
+        rec.mon_exec++;
+    } else if (m->type == SB_MSG_MON_SANDBOX) {
+        sb_mon_sandbox_t s;
+        CHECK(sb_mon_sandbox_decode(m, &s) == 0);
+        if (s.ended && rec.nended < 64)
+            sb_str_copy(rec.ended[rec.nended++], 24, s.id);
+        else if (!s.ended) {
+            rec.mon_sbx_samples++;
+            sb_str_copy(rec.sampled, sizeof rec.sampled, s.id);
+            rec.sampled_mem = s.memory;
+            rec.sampled_pids = s.pids;
+        }
+    } else if (m->type == SB_MSG_NODE_CAPACITY) {
+        sb_node_capacity_t c;
+        CHECK(sb_node_capacity_decode(m, &c) == 0);
+        rec.cap_reports++;
+        rec.cap_sandboxes = c.sandboxes;
+        rec.cap_max = c.max_sandboxes;
+        rec.cap_has_python = memmem(c.runtimes.ptr, c.runtimes.len, "python", 6) != NULL;
+    }
+    uv_cond_broadcast(&rec.cv);
+    uv_mutex_unlock(&rec.mu);
+    return 0;
+}
+
+static const sb_actor_ops_t mon_ops = {.abi = SB_ACTOR_ABI_V1, .name = "fakemonitor",
+                                       .kind = SB_ACTOR_MONITOR, .state_size = 1,
+                                       .handle = mon_handle};
+static const sb_actor_ops_t sched_ops = {.abi = SB_ACTOR_ABI_V1, .name = "fakesched",
+                                         .kind = SB_ACTOR_SCHEDULER, .state_size = 1,
+                                         .handle = mon_handle};
+
+/* Wait (deadline ms) until pred() holds; the recorder signals each report it takes. */
+static int
+rec_wait(int (*pred)(void *), void *arg, int ms)
+{
+    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000ull;
+    uv_mutex_lock(&rec.mu);
+    int ok;
+    while (!(ok = pred(arg))) {
+        uint64_t now = uv_hrtime();
+        if (now >= end)
+            break;
+        uv_cond_timedwait(&rec.cv, &rec.mu, end - now);
+    }
+    uv_mutex_unlock(&rec.mu);
+    return ok;
+}
+
+/* ---- request builders ---------------------------------------------------------------------- */
+
+static sb_buf_t B;
+
+static sb_buf_t *
+enc(const sb_msgdef_t *d, const void *s)
+{
+    sb_buf_reset(&B);
+    CHECK(sb_codec_encode(d, s, &B) == 0);
+    return &B;
+}
+
+/* A msgpack array of strings, in a static buffer per slot. */
+static sb_str_t
+strv(int slot, const char *const *v)
+{
+    static sb_buf_t bufs[4];
+    msgpack_packer pk;
+    size_t n = 0;
+    while (v[n])
+        n++;
+    sb_buf_init(&bufs[slot], 0);
+    sb_codec_packer(&pk, &bufs[slot]);
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_str(&pk, strlen(v[i]));
+        msgpack_pack_str_body(&pk, v[i], strlen(v[i]));
+    }
+    return (sb_str_t){(const char *)bufs[slot].data, (uint32_t)bufs[slot].len};
+}
+
+static char *
+create(const char *runtime)
+{
+    sb_sbx_create_t req = {.runtime = sb_str(runtime), .owner = SB_STR("test")};
+    call_t *c = call(SB_MSG_SBX_CREATE, enc(&sb_sbx_create_def, &req), 10000);
+    CHECK_EQ(last(c)->status, 0);
+    CHECK_EQ(last(c)->type, SB_MSG_SBX_INFO);
+    sb_msg_t m = as_msg(last(c));
+    sb_sbx_info_t info;
+    CHECK(sb_sbx_info_decode(&m, &info) == 0);
+    CHECK(info.id.len == 20 && memcmp(info.id.ptr, "sbx-", 4) == 0);
+    CHECK(sb_str_eq(info.state, "running"));
+    char *id = sb_str_dup(info.id);
+    call_free(c);
+    return id;
+}
+
+static int
+destroy(const char *id)
+{
+    sb_sbx_destroy_t req = {.id = sb_str(id), .reason = SB_STR("deleted")};
+    call_t *c = call(SB_MSG_SBX_DESTROY, enc(&sb_sbx_destroy_def, &req), 10000);
+    int st = last(c)->status;
+    if (st == 0) {
+        CHECK_EQ(last(c)->type, SB_MSG_EXEC_ACK);
+        sb_msg_t m = as_msg(last(c));
+        sb_exec_ack_t ack;
+        CHECK(sb_exec_ack_decode(&m, &ack) == 0 && sb_str_eq(ack.id, id));
+    }
+    call_free(c);
+    return st;
+}
+
+typedef struct {
+    call_t *c;
+    sb_result_t res;
+    sb_msg_t m;
+} result_t;
+
+/* The RESULT of a finished RUN/CMD call (which must end with one). */
+static void
+result_of(call_t *c, result_t *out)
+{
+    out->c = c;
+    CHECK_EQ(last(c)->status, 0);
+    CHECK_EQ(last(c)->type, SB_MSG_RESULT);
+    CHECK(last(c)->flags & SB_MF_FINAL);
+    out->m = as_msg(last(c));
+    CHECK(sb_result_decode(&out->m, &out->res) == 0);
+}
+
+static call_t *
+run(sb_run_t *req, uint32_t timeout_ms)
+{
+    return call(SB_MSG_RUN, enc(&sb_run_def, req), timeout_ms);
+}
+
+static int
+status_is(const result_t *r, const char *s)
+{
+    if (!sb_str_eq(r->res.status, s)) {
+        fprintf(stderr, "status %.*s (want %s), error '%.*s', stderr '%.*s'\n",
+                (int)r->res.status.len, r->res.status.ptr, s, (int)r->res.error.len,
+                r->res.error.ptr, (int)(r->res.stderr.len > 400 ? 400 : r->res.stderr.len),
+                r->res.stderr.ptr);
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- tests ------------------------------------------------------------------------------------ */
+
+static void
+test_create_run_destroy(void)
+{
+    char *id = create("python");
+    sb_run_t req = {.sandbox = sb_str(id), .runtime = SB_STR("python"),
+                    .code = SB_STR("x = 6 * 7\nprint(x)\n")};
+    result_t r;
+    result_of(run(&req, 10000), &r);
+    CHECK(status_is(&r, "exited"));
+    CHECK_EQ(r.res.exit_code, 0);
+    CHECK(sb_str_eq(r.res.stdout, "42\n"));
+    CHECK(sb_str_eq(r.res.sandbox, id));
+    CHECK(r.res.pid > 0);
+    call_free(r.c);
+    /* the sandbox lives on between runs: a file written by one run is read by the next */
+    req.code = SB_STR("open('keep.txt','w').write('kept')\n");
+    result_of(run(&req, 10000), &r);
+    CHECK(status_is(&r, "exited"));
+    call_free(r.c);
+    req.code = SB_STR("print(open('keep.txt').read())\n");
+    result_of(run(&req, 10000), &r);
+    CHECK(sb_str_eq(r.res.stdout, "kept\n"));
+    call_free(r.c);
+    CHECK_EQ(destroy(id), 0);
+    CHECK_EQ(destroy(id), SB_ENOTFOUND);
+    free(id);
+    sb_test_ok("create, run twice (state kept), destroy -> EXEC_ACK; destroy again -> ENOTFOUND");
+}
+
+static void
+test_oneshot(void)
+{
+    sb_run_t req = {.runtime = SB_STR("python"), .code = SB_STR("print(1)\n")};
+    result_t r;
+    result_of(run(&req, 10000), &r);
+    CHECK(status_is(&r, "exited"));
+    CHECK(sb_str_eq(r.res.stdout, "1\n"));
+    CHECK(r.res.execution_time_ms < 10000);
+    call_free(r.c);
+    sb_run_t b = {.runtime = SB_STR("bash"),
+                  .code = SB_STR("echo out; echo err >&2; echo \"$1-$2\"; exit 3\n"),
+                  .args = strv(0, (const char *const[]){"a b", "c", NULL})};
+    result_of(run(&b, 10000), &r);
+    CHECK(status_is(&r, "exited"));
+    CHECK_EQ(r.res.exit_code, 3);
+    CHECK(sb_str_eq(r.res.stdout, "out\na b-c\n"));
+    CHECK(sb_str_eq(r.res.stderr, "err\n"));
+    call_free(r.c);
+    sb_run_t u = {.runtime = SB_STR("no-such-runtime"), .code = SB_STR("x")};
+    call_t *c = run(&u, 5000);
+    CHECK_EQ(last(c)->status, SB_EINVAL);
+    call_free(c);
+    sb_test_ok("one-shot python print(1), bash with args/stderr/exit 3, unknown runtime EINVAL");
+}
+
+static void
+test_stream(void)
+{
+    sb_run_t req = {.runtime = SB_STR("python"), .stream = true,
+                    .code = SB_STR("import sys\n"
+                                   "for i in range(20000):\n"
+                                   "    print(i)\n"
+                                   "print('tail', file=sys.stderr)\n")};
+    call_t *c = run(&req, 20000);
+    sb_buf_t out, err;
+    sb_buf_init(&out, 0);
+    sb_buf_init(&err, 0);
+    size_t chunks = 0;
+    for (size_t i = 0; i + 1 < c->n; i++) {
+        CHECK_EQ(c->r[i].status, 0);
+        CHECK_EQ(c->r[i].type, SB_MSG_OUTPUT);
+        CHECK(c->r[i].flags & SB_MF_STREAM);
+        sb_msg_t m = as_msg(&c->r[i]);
+        sb_output_t o;
+        CHECK(sb_output_decode(&m, &o) == 0);
+        CHECK(o.data.len > 0 && o.data.len <= 65536);
+        CHECK(o.stream == 1 || o.stream == 2);
+        sb_buf_append(o.stream == 1 ? &out : &err, o.data.ptr, o.data.len);
+        chunks++;
+    }
+    result_t r;
+    result_of(c, &r);
+    CHECK(status_is(&r, "exited"));
+    sb_buf_t want;
+    sb_buf_init(&want, 0);
+    for (int i = 0; i < 20000; i++)
+        sb_buf_appendf(&want, "%d\n", i);
+    CHECK_EQ(out.len, want.len);
+    CHECK(memcmp(out.data, want.data, want.len) == 0);
+    CHECK(err.len == 5 && memcmp(err.data, "tail\n", 5) == 0);
+    /* coalesced: fewer chunks than the 20001 writes (how many depends on the loop's pace) */
+    CHECK(chunks >= 2 && chunks < 10000);
+    /* the RESULT does not repeat what was streamed */
+    CHECK_EQ(r.res.stdout.len, 0);
+    fprintf(stderr, "# %zu chunks for %zu bytes\n", chunks, out.len);
+    call_free(c);
+    sb_buf_fini(&out);
+    sb_buf_fini(&err);
+    sb_buf_fini(&want);
+    sb_test_ok("streamed OUTPUT: chunks <= 64 KiB before the FINAL RESULT, content complete");
+}
+
+static void
+test_stdin_and_limits(void)
+{
+    result_t r;
+    sb_run_t in = {.runtime = SB_STR("python"), .stdin = SB_STR("abc\ndef\n"),
+                   .code = SB_STR("import sys\nprint(sys.stdin.read().upper(), end='')\n")};
+    result_of(run(&in, 10000), &r);
+    CHECK(sb_str_eq(r.res.stdout, "ABC\nDEF\n"));
+    call_free(r.c);
+
+    sb_run_t t = {.runtime = SB_STR("python"), .timeout_ms = 400,
+                  .code = SB_STR("while True:\n    pass\n")};
+    result_of(run(&t, 10000), &r);
+    CHECK(status_is(&r, "timeout"));
+    CHECK(r.res.execution_time_ms >= 350 && r.res.execution_time_ms < 5000);
+    call_free(r.c);
+
+    sb_run_t mem = {.runtime = SB_STR("python"), .memory_mb = 64,
+                    .code = SB_STR("b = []\nwhile True:\n    b.append(bytearray(16 << 20))\n")};
+    result_of(run(&mem, 15000), &r);
+    CHECK(status_is(&r, "memory_limit"));
+    call_free(r.c);
+
+    sb_run_t out = {.runtime = SB_STR("python"), .output_max = 1000,
+                    .code = SB_STR("while True:\n    print('x' * 100)\n")};
+    result_of(run(&out, 10000), &r);
+    CHECK(status_is(&r, "output_limit"));
+    CHECK(r.res.stdout_truncated);
+    CHECK(r.res.stdout.len <= 1000 && r.res.stdout.len > 0);
+    call_free(r.c);
+    sb_test_ok("stdin; timeout; memory_limit; output_limit with truncation flag");
+}
+
+static void
+test_compiled(void)
+{
+    if (access("/usr/bin/gcc", X_OK) != 0) {
+        sb_test_ok("compiled runtime (skipped: no gcc)");
+        return;
+    }
+    result_t r;
+    sb_run_t bad = {.runtime = SB_STR("c"), .code = SB_STR("int main(void) { return nope; }\n")};
+    result_of(run(&bad, 40000), &r);
+    CHECK(status_is(&r, "compile_error"));
+    CHECK(r.res.compile.len > 0);
+    CHECK(memmem(r.res.compile.ptr, r.res.compile.len, "nope", 4) != NULL);
+    CHECK_EQ(r.res.stdout.len, 0);
+    call_free(r.c);
+    sb_run_t good = {.runtime = SB_STR("c"),
+                     .code = SB_STR("#include <stdio.h>\nint main(int c, char **v) { "
+                                    "printf(\"hi %s\\n\", v[1]); return 0; }\n"),
+                     .args = strv(0, (const char *const[]){"there", NULL})};
+    result_of(run(&good, 40000), &r);
+    CHECK(status_is(&r, "exited"));
+    CHECK(sb_str_eq(r.res.stdout, "hi there\n"));
+    CHECK(r.res.compile.len > 0);
+    call_free(r.c);
+    sb_test_ok("c: compile error -> compile_error with compile record, no run; success runs");
+}
+
+static void
+test_artifacts(void)
+{
+    msgpack_packer pk;
+    sb_buf_t files;
+    sb_buf_init(&files, 0);
+    sb_codec_packer(&pk, &files);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_str(&pk, 11);
+    msgpack_pack_str_body(&pk, "data/in.txt", 11);
+    msgpack_pack_bin(&pk, 5);
+    msgpack_pack_bin_body(&pk, "hello", 5);
+    msgpack_pack_uint64(&pk, 0644);
+    sb_run_t req = {.runtime = SB_STR("python"), .artifacts_max = 65536,
+                    .files = {(const char *)files.data, (uint32_t)files.len},
+                    .code = SB_STR("s = open('data/in.txt').read()\n"
+                                   "open('out.txt', 'w').write(s.upper())\n"
+                                   "import os\nos.makedirs('plots', exist_ok=True)\n"
+                                   "open('plots/p.png', 'wb').write(b'\\x89PNG' + bytes(100))\n"
+                                   "open('big.csv', 'w').write('a,b\\n' * 40000)\n")};
+    result_t r;
+    result_of(run(&req, 10000), &r);
+    CHECK(status_is(&r, "exited"));
+    CHECK(r.res.artifacts.len > 0);
+    sb_mp_reader_t rd;
+    uint32_t n;
+    sb_mp_reader_init(&rd, r.res.artifacts.ptr, r.res.artifacts.len);
+    CHECK(sb_mp_read_array(&rd, &n) == 0);
+    int seen_out = 0, seen_png = 0, seen_big = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t k;
+        sb_str_t path, mime, data;
+        uint64_t size;
+        CHECK(sb_mp_read_array(&rd, &k) == 0 && k == 4);
+        CHECK(sb_mp_read_str(&rd, &path) == 0 && sb_mp_read_str(&rd, &mime) == 0);
+        CHECK(sb_mp_read_u64(&rd, &size) == 0 && sb_mp_read_bin(&rd, &data) == 0);
+        CHECK(!sb_str_eq(path, "main.py") && !sb_str_eq(path, "data/in.txt"));
+        if (sb_str_eq(path, "out.txt")) {
+            seen_out = 1;
+            CHECK(sb_str_eq(mime, "text/plain") && size == 5 && sb_str_eq(data, "HELLO"));
+        } else if (sb_str_eq(path, "plots/p.png")) {
+            seen_png = 1;
+            CHECK(sb_str_eq(mime, "image/png") && size == 104 && data.len == 104);
+        } else if (sb_str_eq(path, "big.csv")) {
+            seen_big = 1; /* 160000 bytes: over what is left of the 64 KiB cap, listed empty */
+            CHECK(sb_str_eq(mime, "text/csv") && size == 160000 && data.len == 0);
+        }
+    }
+    CHECK(seen_out && seen_png && seen_big);
+    call_free(r.c);
+    sb_buf_fini(&files);
+    sb_test_ok("files written before the run; artifacts: new files with mime, size, data (cap)");
+}
+
+static void
+test_cmd_and_procs(void)
+{
+    char *id = create("");
+    result_t r;
+    sb_cmd_t fg = {.sandbox = sb_str(id), .argv = strv(0, (const char *const[]){"sh", "-c",
+                                                           "echo fg; pwd", NULL}),
+                   .cwd = SB_STR("/tmp")};
+    result_of(call(SB_MSG_CMD, enc(&sb_cmd_def, &fg), 10000), &r);
+    CHECK(status_is(&r, "exited"));
+    CHECK(sb_str_eq(r.res.stdout, "fg\n/tmp\n"));
+    call_free(r.c);
+
+    /* background + stream: CMD_STARTED, then (after SIGKILL) the FINAL RESULT */
+    sb_cmd_t bg = {.sandbox = sb_str(id), .argv = strv(0, (const char *const[]){"sleep", "60",
+                                                           NULL}),
+                   .background = true, .stream = true};
+    call_t *c = call_start(SB_MSG_CMD, enc(&sb_cmd_def, &bg), 30000);
+    call_wait_n(c, 1, 10000);
+    CHECK_EQ(c->r[0].status, 0);
+    CHECK_EQ(c->r[0].type, SB_MSG_CMD_STARTED);
+    sb_msg_t m = as_msg(&c->r[0]);
+    sb_cmd_started_t st;
+    CHECK(sb_cmd_started_decode(&m, &st) == 0 && st.pid > 1);
+
+    sb_proc_list_t pl = {.sandbox = sb_str(id)};
+    call_t *p = call(SB_MSG_PROC_LIST, enc(&sb_proc_list_def, &pl), 5000);
+    CHECK_EQ(last(p)->status, 0);
+    CHECK_EQ(last(p)->type, SB_MSG_PROC_LIST_REPLY);
+    m = as_msg(last(p));
+    sb_proc_list_reply_t plr;
+    CHECK(sb_proc_list_reply_decode(&m, &plr) == 0);
+    sb_mp_reader_t rd;
+    uint32_t n;
+    int found = 0;
+    sb_mp_reader_init(&rd, plr.procs.ptr, plr.procs.len);
+    CHECK(sb_mp_read_array(&rd, &n) == 0);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t k;
+        uint64_t pid, ppid;
+        sb_str_t state, cmd;
+        CHECK(sb_mp_read_array(&rd, &k) == 0 && k == 4);
+        CHECK(sb_mp_read_u64(&rd, &pid) == 0 && sb_mp_read_u64(&rd, &ppid) == 0);
+        CHECK(sb_mp_read_str(&rd, &state) == 0 && sb_mp_read_str(&rd, &cmd) == 0);
+        if (pid == st.pid && memmem(cmd.ptr, cmd.len, "sleep", 5))
+            found = 1;
+    }
+    CHECK(found);
+    call_free(p);
+
+    sb_proc_signal_t sg = {.sandbox = sb_str(id), .pid = st.pid, .signal = SIGKILL};
+    p = call(SB_MSG_PROC_SIGNAL, enc(&sb_proc_signal_def, &sg), 5000);
+    CHECK_EQ(last(p)->status, 0);
+    CHECK_EQ(last(p)->type, SB_MSG_EXEC_ACK);
+    call_free(p);
+    call_wait_n(c, 0, 10000);
+    result_of(c, &r);
+    CHECK(status_is(&r, "signaled"));
+    CHECK_EQ(r.res.signal, SIGKILL);
+    call_free(c);
+    sg.pid = 99999;
+    p = call(SB_MSG_PROC_SIGNAL, enc(&sb_proc_signal_def, &sg), 5000);
+    CHECK_EQ(last(p)->status, SB_ENOTFOUND);
+    call_free(p);
+
+    /* keep_stdin: cat echoes what PROC_INPUT sends; eof ends it */
+    sb_cmd_t cat = {.sandbox = sb_str(id), .argv = strv(0, (const char *const[]){"cat", NULL}),
+                    .background = true, .stream = true, .keep_stdin = true};
+    c = call_start(SB_MSG_CMD, enc(&sb_cmd_def, &cat), 30000);
+    call_wait_n(c, 1, 10000);
+    m = as_msg(&c->r[0]);
+    CHECK(sb_cmd_started_decode(&m, &st) == 0 && st.pid > 1);
+    sb_proc_input_t pi = {.sandbox = sb_str(id), .pid = st.pid, .data = SB_STR("ping\n")};
+    p = call(SB_MSG_PROC_INPUT, enc(&sb_proc_input_def, &pi), 5000);
+    CHECK_EQ(last(p)->type, SB_MSG_EXEC_ACK);
+    call_free(p);
+    call_wait_n(c, 2, 10000); /* the echo comes back as an OUTPUT chunk */
+    CHECK_EQ(c->r[1].type, SB_MSG_OUTPUT);
+    m = as_msg(&c->r[1]);
+    sb_output_t o;
+    CHECK(sb_output_decode(&m, &o) == 0 && sb_str_eq(o.data, "ping\n") && o.pid == st.pid);
+    pi.data = (sb_str_t){0};
+    pi.eof = true;
+    p = call(SB_MSG_PROC_INPUT, enc(&sb_proc_input_def, &pi), 5000);
+    CHECK_EQ(last(p)->type, SB_MSG_EXEC_ACK);
+    call_free(p);
+    call_wait_n(c, 0, 10000);
+    result_of(c, &r);
+    CHECK(status_is(&r, "exited"));
+    call_free(c);
+
+    /* background without stream: CMD_STARTED is the whole answer */
+    bg.stream = false;
+    p = call(SB_MSG_CMD, enc(&sb_cmd_def, &bg), 10000);
+    CHECK_EQ(last(p)->type, SB_MSG_CMD_STARTED);
+    CHECK(!(last(p)->flags & SB_MF_STREAM));
+    call_free(p);
+    /* a command that cannot start */
+    sb_cmd_t nx = {.sandbox = sb_str(id),
+                   .argv = strv(0, (const char *const[]){"/no/such/program", NULL})};
+    result_of(call(SB_MSG_CMD, enc(&sb_cmd_def, &nx), 10000), &r);
+    CHECK(status_is(&r, "error"));
+    CHECK(r.res.error.len > 0);
+    call_free(r.c);
+    CHECK_EQ(destroy(id), 0); /* with the background sleep still running */
+    free(id);
+    sb_test_ok("CMD foreground/background, PROC_LIST, PROC_SIGNAL kills, PROC_INPUT + eof");
+}
+
+static call_t *
+fop(const char *id, const char *op, const char *path, const char *path2, const char *data)
+{
+    sb_file_op_t req = {.sandbox = sb_str(id), .op = sb_str(op), .path = sb_str(path),
+                        .path2 = sb_str(path2), .data = sb_str(data), .depth = 4};
+    call_t *c = call(SB_MSG_FILE_OP, enc(&sb_file_op_def, &req), 5000);
+    CHECK_EQ(last(c)->status, 0);
+    CHECK_EQ(last(c)->type, SB_MSG_FILE_REPLY);
+    return c;
+}
+
+static sb_file_reply_t
+fr(call_t *c)
+{
+    static sb_msg_t m;
+    sb_file_reply_t r;
+    m = as_msg(last(c));
+    CHECK(sb_file_reply_decode(&m, &r) == 0);
+    return r;
+}
+
+static void
+test_files(void)
+{
+    char *id = create("python");
+    call_t *c = fop(id, "write", "a/b/c.txt", NULL, "data");
+    CHECK_EQ(fr(c).errno_, 0);
+    call_free(c);
+    c = fop(id, "read", "a/b/c.txt", NULL, NULL);
+    CHECK_EQ(fr(c).errno_, 0);
+    CHECK(sb_str_eq(fr(c).data, "data"));
+    call_free(c);
+    c = fop(id, "list", "a", NULL, NULL);
+    sb_file_reply_t r = fr(c);
+    CHECK_EQ(r.errno_, 0);
+    CHECK(memmem(r.entries.ptr, r.entries.len, "c.txt", 5) != NULL);
+    CHECK(memmem(r.entries.ptr, r.entries.len, "dir", 3) != NULL);
+    call_free(c);
+    c = fop(id, "stat", "a/b/c.txt", NULL, NULL);
+    r = fr(c);
+    CHECK_EQ(r.errno_, 0);
+    sb_mp_reader_t rd;
+    uint32_t n, k;
+    sb_str_t p, t;
+    uint64_t size;
+    sb_mp_reader_init(&rd, r.entries.ptr, r.entries.len);
+    CHECK(sb_mp_read_array(&rd, &n) == 0 && n == 1 && sb_mp_read_array(&rd, &k) == 0 && k == 5);
+    CHECK(sb_mp_read_str(&rd, &p) == 0 && sb_mp_read_str(&rd, &t) == 0 &&
+          sb_mp_read_u64(&rd, &size) == 0);
+    CHECK(sb_str_eq(t, "file") && size == 4);
+    call_free(c);
+    c = fop(id, "mkdir", "d", NULL, NULL);
+    CHECK_EQ(fr(c).errno_, 0);
+    call_free(c);
+    c = fop(id, "rename", "a/b/c.txt", "d/c.txt", NULL);
+    CHECK_EQ(fr(c).errno_, 0);
+    call_free(c);
+    c = fop(id, "read", "d/c.txt", NULL, NULL);
+    CHECK(sb_str_eq(fr(c).data, "data"));
+    call_free(c);
+    c = fop(id, "remove", "d/c.txt", NULL, NULL);
+    CHECK_EQ(fr(c).errno_, 0);
+    call_free(c);
+    c = fop(id, "read", "d/c.txt", NULL, NULL);
+    CHECK_EQ(fr(c).errno_, 2); /* ENOENT, answered, not an error reply */
+    call_free(c);
+    c = fop(id, "read", "../../etc/shadow", NULL, NULL);
+    CHECK(fr(c).errno_ != 0 || !memmem(fr(c).data.ptr, fr(c).data.len, "root:", 5));
+    call_free(c);
+    CHECK_EQ(destroy(id), 0);
+    free(id);
+    sb_test_ok("FILE_OP write/read/list/stat/mkdir/rename/remove; errno_ ENOENT for a missing file");
+}
+
+static void
+test_errors(void)
+{
+    const char *ghost = "sbx-0000000000000000";
+    sb_run_t req = {.sandbox = sb_str(ghost), .runtime = SB_STR("python"), .code = SB_STR("1")};
+    call_t *c = run(&req, 5000);
+    CHECK_EQ(last(c)->status, SB_ENOTFOUND);
+    call_free(c);
+    sb_cmd_t cmd = {.sandbox = sb_str(ghost), .argv = strv(0, (const char *const[]){"true", NULL})};
+    c = call(SB_MSG_CMD, enc(&sb_cmd_def, &cmd), 5000);
+    CHECK_EQ(last(c)->status, SB_ENOTFOUND);
+    call_free(c);
+    sb_file_op_t f = {.sandbox = sb_str(ghost), .op = SB_STR("read"), .path = SB_STR("x")};
+    c = call(SB_MSG_FILE_OP, enc(&sb_file_op_def, &f), 5000);
+    CHECK_EQ(last(c)->status, SB_ENOTFOUND);
+    call_free(c);
+    sb_proc_list_t pl = {.sandbox = sb_str(ghost)};
+    c = call(SB_MSG_PROC_LIST, enc(&sb_proc_list_def, &pl), 5000);
+    CHECK_EQ(last(c)->status, SB_ENOTFOUND);
+    call_free(c);
+    CHECK_EQ(destroy(ghost), SB_ENOTFOUND);
+
+    /* malformed bodies: garbage, a wrong field type, a bad RAW field; the actor keeps serving */
+    static const uint16_t types[] = {SB_MSG_RUN, SB_MSG_CMD, SB_MSG_SBX_CREATE, SB_MSG_FILE_OP,
+                                     SB_MSG_PROC_SIGNAL};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        sb_buf_reset(&B);
+        sb_buf_append(&B, "\xc1\xff\x00", 3);
+        c = call(types[i], &B, 5000);
+        CHECK_EQ(last(c)->status, SB_EBADMSG);
+        call_free(c);
+    }
+    sb_buf_reset(&B);
+    sb_buf_append(&B, "\x81\x01\xc3", 3); /* RUN {1: true}: sandbox must be a string */
+    c = call(SB_MSG_RUN, &B, 5000);
+    CHECK_EQ(last(c)->status, SB_EBADMSG);
+    call_free(c);
+    sb_run_t bad = {.runtime = SB_STR("python"), .code = SB_STR("1"), .env = SB_STR("\x91\x01")}; /* env: [1], not strings */
+    c = run(&bad, 5000);
+    CHECK_EQ(last(c)->status, SB_EBADMSG);
+    call_free(c);
+    sb_cmd_t noargv = {.sandbox = SB_STR("x")};
+    c = call(SB_MSG_CMD, enc(&sb_cmd_def, &noargv), 5000);
+    CHECK_EQ(last(c)->status, SB_EBADMSG);
+    call_free(c);
+    sb_buf_reset(&B);
+    c = call(SB_MSG_POOL_OFFER, &B, 5000);
+    CHECK_EQ(last(c)->status, SB_EUNKNOWN_TYPE);
+    call_free(c);
+    char *id = create("bash");
+    CHECK_EQ(destroy(id), 0);
+    free(id);
+    sb_test_ok("unknown sandbox -> ENOTFOUND; malformed bodies -> EBADMSG; actor keeps serving");
+}
+
+static void
+test_max_sandboxes(int max)
+{
+    char *ids[64];
+    int n = 0;
+    for (;;) {
+        sb_sbx_create_t req = {.runtime = SB_STR("bash")};
+        call_t *c = call(SB_MSG_SBX_CREATE, enc(&sb_sbx_create_def, &req), 10000);
+        if (last(c)->status != 0) {
+            CHECK_EQ(last(c)->status, SB_EUNAVAILABLE);
+            call_free(c);
+            break;
+        }
+        sb_msg_t m = as_msg(last(c));
+        sb_sbx_info_t info;
+        CHECK(sb_sbx_info_decode(&m, &info) == 0);
+        ids[n++] = sb_str_dup(info.id);
+        call_free(c);
+        CHECK(n <= max);
+    }
+    CHECK_EQ(n, max);
+    /* a one-shot run needs a sandbox too */
+    sb_run_t req = {.runtime = SB_STR("bash"), .code = SB_STR("true")};
+    call_t *c = run(&req, 5000);
+    CHECK_EQ(last(c)->status, SB_EUNAVAILABLE);
+    call_free(c);
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ(destroy(ids[i]), 0);
+        free(ids[i]);
+    }
+    sb_test_ok("SBX_CREATE and one-shot RUN past executor.max_sandboxes -> EUNAVAILABLE");
+}
+
+static int
+pred_exec(void *a)
+{
+    return rec.mon_exec >= *(int *)a;
+}
+static int
+pred_sampled(void *a)
+{
+    return !strcmp(rec.sampled, (const char *)a) && rec.sampled_mem > 0 && rec.sampled_pids > 0;
+}
+static int
+pred_ended(void *a)
+{
+    for (int i = 0; i < rec.nended; i++)
+        if (!strcmp(rec.ended[i], (const char *)a))
+            return 1;
+    return 0;
+}
+static int
+pred_cap(void *a)
+{
+    return rec.cap_reports > 0 && rec.cap_sandboxes == *(uint64_t *)a && rec.cap_has_python;
+}
+
+static void
+test_reports(int max)
+{
+    int one = 1;
+    CHECK(rec_wait(pred_exec, &one, 5000));
+    char *id = create("python");
+    CHECK(rec_wait(pred_sampled, id, 5000)); /* the 1 s sampler */
+    CHECK_EQ(destroy(id), 0);
+    CHECK(rec_wait(pred_ended, id, 5000));
+    uint64_t zero = 0;
+    CHECK(rec_wait(pred_cap, &zero, 5000));
+    CHECK_EQ(rec.cap_max, max);
+    free(id);
+    sb_test_ok("MON_EXEC per run, MON_SANDBOX samples and ended, NODE_CAPACITY to the scheduler");
+}
+
+/* A requester that goes away mid-run: the run still ends and its one-shot sandbox goes. */
+static void
+test_requester_gone(sb_bus_t *bus)
+{
+    sb_run_t req = {.runtime = SB_STR("bash"), .code = SB_STR("sleep 0.3; echo done"),
+                    .stream = true};
+    call_t *c = call_start(SB_MSG_RUN, enc(&sb_run_def, &req), 100);
+    /* the client's request times out after 100 ms; the executor does not know or care */
+    call_wait_n(c, 0, 3000);
+    CHECK_EQ(last(c)->status, SB_ETIMEDOUT);
+    call_free(c);
+    (void)bus;
+    uint64_t zero = 0;
+    uv_mutex_lock(&rec.mu);
+    rec.cap_reports = 0;
+    uv_mutex_unlock(&rec.mu);
+    CHECK(rec_wait(pred_cap, &zero, 5000));
+    sb_test_ok("requester gone mid-run: run finishes, its one-shot sandbox is destroyed");
+}
+
+/* Slots (state dirs) this process owns under /run/soulbox/sandboxes. */
+static int
+our_slots(unsigned *slots, int max)
+{
+    DIR *d = opendir("/run/soulbox/sandboxes");
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d)) && n < max) {
+        char p[512], b[128];
+        int pid = 0;
+        snprintf(p, sizeof p, "/run/soulbox/sandboxes/%s/owner", e->d_name);
+        FILE *f = fopen(p, "re");
+        if (!f)
+            continue;
+        if (fgets(b, sizeof b, f) && sscanf(b, "%d", &pid) == 1 && pid == getpid())
+            slots[n++] = (unsigned)strtoul(e->d_name, NULL, 10);
+        fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static int
+uid_has_process(uint32_t uid)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int found = 0;
+    while (d && (e = readdir(d)) && !found) {
+        char p[300], line[256];
+        snprintf(p, sizeof p, "/proc/%s/status", e->d_name);
+        FILE *f = fopen(p, "re");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof line, f)) {
+            unsigned u;
+            if (sscanf(line, "Uid: %u", &u) == 1) {
+                found |= u == uid || u == uid + 1;
+                break;
+            }
+        }
+        fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+int
+main(void)
+{
+    sb_bus_t *bus;
+    sb_actor_t *exec, *mon, *sched;
+    sb_config_t cfg;
+    char err[512], *argv[] = {"--executor.max_sandboxes=4", NULL}, *env[] = {NULL}, *rest[4];
+    int nrest = 0;
+    const int max = 4;
+    signal(SIGPIPE, SIG_IGN);
+    sb_buf_init(&B, 0);
+    uv_mutex_init(&cl.mu);
+    uv_cond_init(&cl.cv);
+    uv_mutex_init(&rec.mu);
+    uv_cond_init(&rec.cv);
+    CHECK(sb_config_load(&cfg, 1, argv, env, &nrest, rest, err, sizeof err) == 0);
+    CHECK(sb_bus_alloc(&(sb_bus_opts_t){0}, &bus) == 0);
+    CHECK(sb_actor_spawn(bus, &mon_ops, NULL, &mon) == 0);
+    CHECK(sb_actor_spawn(bus, &sched_ops, NULL, &sched) == 0);
+    CHECK(sb_actor_spawn(bus, &sb_executor_actor, &cfg, &exec) == 0);
+    CHECK(sb_actor_spawn(bus, &cl_ops, NULL, &cl.actor) == 0);
+
+    test_create_run_destroy();
+    test_oneshot();
+    test_stream();
+    test_stdin_and_limits();
+    test_compiled();
+    test_artifacts();
+    test_cmd_and_procs();
+    test_files();
+    test_errors();
+    test_max_sandboxes(max);
+    test_reports(max);
+    test_requester_gone(bus);
+
+    /* stop with live sandboxes (one running a background process and one mid-run) */
+    char *a = create("python"), *b = create("bash");
+    sb_cmd_t bg = {.sandbox = sb_str(a), .argv = strv(0, (const char *const[]){"sh", "-c",
+                                                          "sleep 100 & sleep 100", NULL}),
+                   .background = true};
+    call_t *c = call(SB_MSG_CMD, enc(&sb_cmd_def, &bg), 10000);
+    CHECK_EQ(last(c)->type, SB_MSG_CMD_STARTED);
+    call_free(c);
+    sb_run_t spin = {.sandbox = sb_str(b), .runtime = SB_STR("bash"), .stream = true,
+                     .code = SB_STR("echo started; sleep 100")};
+    call_t *inflight = call_start(SB_MSG_RUN, enc(&sb_run_def, &spin), 20000);
+    call_wait_n(inflight, 1, 10000); /* its first output: the program runs */
+    CHECK_EQ(inflight->r[0].type, SB_MSG_OUTPUT);
+    unsigned slots[64];
+    int nslots = our_slots(slots, 64);
+    CHECK(nslots >= 2);
+    sb_actor_stop(exec, 10000);
+    CHECK_EQ(sb_actor_join(exec), 0);
+    sb_actor_free(exec);
+    call_wait_n(inflight, 0, 5000); /* the run in flight ended: killed */
+    result_t r;
+    result_of(inflight, &r);
+    CHECK(status_is(&r, "killed"));
+    call_free(inflight);
+    CHECK_EQ(our_slots(slots + nslots, 64 - nslots), 0);
+    for (int i = 0; i < nslots; i++) {
+        char p[256];
+        struct stat st;
+        CHECK(!uid_has_process(200000 + 2 * slots[i]));
+        snprintf(p, sizeof p, "/sys/fs/cgroup/pids/soulbox/sb-%u", slots[i]);
+        CHECK(stat(p, &st) != 0);
+        snprintf(p, sizeof p, "/sys/fs/cgroup/soulbox/sb-%u", slots[i]);
+        CHECK(stat(p, &st) != 0);
+    }
+    free(a);
+    free(b);
+    sb_test_ok("stop with live sandboxes: join 0, no process, cgroup or state dir left");
+
+    sb_actor_stop(cl.actor, 1000);
+    CHECK_EQ(sb_actor_join(cl.actor), 0);
+    sb_actor_free(cl.actor);
+    sb_actor_stop(mon, 1000);
+    sb_actor_stop(sched, 1000);
+    CHECK_EQ(sb_actor_join(mon), 0);
+    CHECK_EQ(sb_actor_join(sched), 0);
+    sb_actor_free(mon);
+    sb_actor_free(sched);
+    sb_bus_free(bus);
+    sb_config_fini(&cfg);
+    sb_buf_fini(&B);
+    return sb_test_done();
+}
