@@ -1945,7 +1945,9 @@ boot_on_put(sb_auth_t *auth, int status, const char *text, size_t len, uint64_t 
                                 "owner", "admin", "key_sha256_prefix", pfx));
         auth->bootstrap = 2;
     } else if (status == SB_EEXIST) {
-        auth->bootstrap = 2; /* another gateway made it first */
+        sb_log_info("SB-AUTH-CREDENTIALS-PRESENT", "another gateway created the first admin "
+                    "key; no key is generated here");
+        auth->bootstrap = 2;
     } else {
         sb_log_warn("SB-AUTH-BOOTSTRAP-RETRY", "cannot store the first admin key yet: %s",
                     sb_strerror(status));
@@ -1987,6 +1989,8 @@ boot_on_users(sb_auth_t *auth, int status, const char *text, size_t len, uint64_
     size_t n = json_array_size(arr);
     json_decref(arr);
     if (n > 0) {
+        sb_log_info("SB-AUTH-CREDENTIALS-PRESENT", "users exist in storage; no admin key is "
+                    "generated");
         auth->bootstrap = 2;
         return;
     }
@@ -2010,6 +2014,8 @@ boot_on_keys(sb_auth_t *auth, int status, const char *text, size_t len, uint64_t
     size_t n = json_array_size(arr);
     json_decref(arr);
     if (n > 0) {
+        sb_log_info("SB-AUTH-CREDENTIALS-PRESENT", "API keys exist in storage; no admin key is "
+                    "generated");
         auth->bootstrap = 2;
         return;
     }
@@ -2092,6 +2098,9 @@ sb_auth_start(sb_auth_t *auth)
     auth->sweep.data = auth;
     auth->timer_open = 1;
     uv_timer_start(&auth->sweep, auth_on_sweep, AUTH_SWEEP_MS, AUTH_SWEEP_MS);
+    if (auth->have_admin_key)
+        sb_log_info("SB-AUTH-CREDENTIALS-PRESENT", "auth.admin_key is configured; no admin key "
+                    "is generated");
     boot_step(auth);
 }
 
