@@ -125,7 +125,8 @@ sb__x_handle_file(sb__xstate_t *x, const sb_msg_t *m)
     static const char *const names[] = {"read", "write", "list", "stat", "mkdir", "remove",
                                         "rename"};
     if (sb_file_op_decode(m, &req) != 0 || req.path.len == 0 ||
-        memchr(req.path.ptr, 0, req.path.len) || memchr(req.path2.ptr, 0, req.path2.len))
+        memchr(req.path.ptr, 0, req.path.len) ||
+        (req.path2.len && memchr(req.path2.ptr, 0, req.path2.len)))
         return SB_EBADMSG;
     int op = -1;
     for (int i = 0; i < 7 && op < 0; i++)

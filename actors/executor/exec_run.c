@@ -772,6 +772,7 @@ xr_read_cb(const sb_file_result_t *fr, void *ud)
     xr_file_t *f = &r->arts[r->art_next];
     if (fr->err == 0 && fr->len <= r->art_budget) {
         f->data = sb_xmalloc(fr->len ? fr->len : 1);
+        if (fr->len)
         memcpy(f->data, fr->data, fr->len);
         f->len = fr->len;
         r->art_budget -= fr->len;
@@ -831,7 +832,8 @@ static int
 xr_copy_bin(sb_str_t s, uint8_t **p, size_t *n)
 {
     *p = sb_xmalloc(s.len ? s.len : 1);
-    memcpy(*p, s.ptr, s.len);
+    if (s.len)
+        memcpy(*p, s.ptr, s.len);
     *n = s.len;
     return 0;
 }
@@ -936,8 +938,9 @@ sb__x_handle_cmd(sb__xstate_t *x, const sb_msg_t *m)
     if (sb_cmd_decode(m, &req) != 0 || sb__x_strv(req.argv, 1024, &argv, &argc) != 0)
         return SB_EBADMSG;
     if (argc == 0 || sb__x_strv(req.env, 1024, &env, &nenv) != 0 ||
-        memchr(req.cwd.ptr, 0, req.cwd.len)) {
+        (req.cwd.len && memchr(req.cwd.ptr, 0, req.cwd.len))) {
         sb__x_strv_free(argv);
+        sb__x_strv_free(env);
         return SB_EBADMSG;
     }
     sb__xsbx_t *s = sb__x_find(x, req.sandbox);

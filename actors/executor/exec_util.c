@@ -44,7 +44,7 @@ sb__x_strv(sb_str_t raw, size_t max, char ***out, size_t *n)
     char **v = sb_xcalloc((size_t)cnt + 1, sizeof *v);
     for (uint32_t i = 0; i < cnt; i++) {
         sb_str_t s;
-        if (sb_mp_read_str(&r, &s) != 0 || memchr(s.ptr, 0, s.len)) {
+        if (sb_mp_read_str(&r, &s) != 0 || (s.len && memchr(s.ptr, 0, s.len))) {
             sb__x_strv_free(v);
             return SB_EBADMSG;
         }
@@ -169,7 +169,8 @@ sb__x_files(sb_str_t raw, sb__xfile_t **out, size_t *n)
             }
         f[i].path = sb_str_dup(path);
         f[i].data = sb_xmalloc(data.len ? data.len : 1);
-        memcpy(f[i].data, data.ptr, data.len);
+        if (data.len)
+            memcpy(f[i].data, data.ptr, data.len);
         f[i].len = data.len;
         f[i].mode = (int)mode;
     }

@@ -282,28 +282,30 @@ enc(const sb_msgdef_t *d, const void *s)
 }
 
 /* A msgpack array of strings, in a static buffer per slot. */
+static sb_buf_t strv_bufs[4];
+
 static sb_str_t
 strv(int slot, const char *const *v)
 {
-    static sb_buf_t bufs[4];
+    sb_buf_t *buf = &strv_bufs[slot];
     msgpack_packer pk;
     size_t n = 0;
     while (v[n])
         n++;
-    sb_buf_init(&bufs[slot], 0);
-    sb_codec_packer(&pk, &bufs[slot]);
+    sb_buf_reset(buf);
+    sb_codec_packer(&pk, buf);
     msgpack_pack_array(&pk, n);
     for (size_t i = 0; i < n; i++) {
         msgpack_pack_str(&pk, strlen(v[i]));
         msgpack_pack_str_body(&pk, v[i], strlen(v[i]));
     }
-    return (sb_str_t){(const char *)bufs[slot].data, (uint32_t)bufs[slot].len};
+    return (sb_str_t){(const char *)buf->data, (uint32_t)buf->len};
 }
 
 static char *
-create(const char *runtime)
+create_warm(const char *runtime, bool warm)
 {
-    sb_sbx_create_t req = {.runtime = sb_str(runtime), .owner = SB_STR("test")};
+    sb_sbx_create_t req = {.runtime = sb_str(runtime), .owner = SB_STR("test"), .warm = warm};
     call_t *c = call(SB_MSG_SBX_CREATE, enc(&sb_sbx_create_def, &req), 10000);
     CHECK_EQ(last(c)->status, 0);
     CHECK_EQ(last(c)->type, SB_MSG_SBX_INFO);
@@ -315,6 +317,12 @@ create(const char *runtime)
     char *id = sb_str_dup(info.id);
     call_free(c);
     return id;
+}
+
+static char *
+create(const char *runtime)
+{
+    return create_warm(runtime, false);
 }
 
 static int
@@ -398,7 +406,16 @@ test_create_run_destroy(void)
     CHECK_EQ(destroy(id), 0);
     CHECK_EQ(destroy(id), SB_ENOTFOUND);
     free(id);
-    sb_test_ok("create, run twice (state kept), destroy -> EXEC_ACK; destroy again -> ENOTFOUND");
+    /* warm (pool) sandboxes: created the same way, with the runtime's kernel when it ships one */
+    id = create_warm("python", true);
+    req.sandbox = sb_str(id);
+    req.code = SB_STR("print('warm')\n");
+    result_of(run(&req, 10000), &r);
+    CHECK(sb_str_eq(r.res.stdout, "warm\n"));
+    call_free(r.c);
+    CHECK_EQ(destroy(id), 0);
+    free(id);
+    sb_test_ok("create, run twice (state kept), destroy -> EXEC_ACK; destroy again -> ENOTFOUND; warm");
 }
 
 static void
@@ -417,6 +434,8 @@ test_oneshot(void)
     result_of(run(&b, 10000), &r);
     CHECK(status_is(&r, "exited"));
     CHECK_EQ(r.res.exit_code, 3);
+    if (!sb_str_eq(r.res.stdout, "out\na b-c\n"))
+        fprintf(stderr, "stdout: %.*s\n", (int)r.res.stdout.len, r.res.stdout.ptr);
     CHECK(sb_str_eq(r.res.stdout, "out\na b-c\n"));
     CHECK(sb_str_eq(r.res.stderr, "err\n"));
     call_free(r.c);
@@ -682,6 +701,7 @@ test_cmd_and_procs(void)
 
     /* background without stream: CMD_STARTED is the whole answer */
     bg.stream = false;
+    bg.argv = strv(0, (const char *const[]){"sleep", "60", NULL});
     p = call(SB_MSG_CMD, enc(&sb_cmd_def, &bg), 10000);
     CHECK_EQ(last(p)->type, SB_MSG_CMD_STARTED);
     CHECK(!(last(p)->flags & SB_MF_STREAM));
@@ -980,6 +1000,8 @@ main(void)
     const int max = 4;
     signal(SIGPIPE, SIG_IGN);
     sb_buf_init(&B, 0);
+    for (int i = 0; i < 4; i++)
+        sb_buf_init(&strv_bufs[i], 0);
     uv_mutex_init(&cl.mu);
     uv_cond_init(&cl.cv);
     uv_mutex_init(&rec.mu);
@@ -1054,5 +1076,7 @@ main(void)
     sb_bus_free(bus);
     sb_config_fini(&cfg);
     sb_buf_fini(&B);
+    for (int i = 0; i < 4; i++)
+        sb_buf_fini(&strv_bufs[i]);
     return sb_test_done();
 }
