@@ -15,6 +15,18 @@ PKGS=(
   valgrind iproute2 procps util-linux
 )
 
+# Language runtimes for the plugins (plugins/*/manifest.toml "packages"), tested end to end by
+# tests/integration/plugins (every name in SB_REQUIRE_PLUGINS must be installed and pass).  Heavy ones (ghc,
+# r-base-core, default-jdk-headless) have manifests but stay out of the default set.
+LANG_PKGS=(
+  python3 python3-matplotlib nodejs node-typescript bash dash gcc g++ libc6-dev golang-go rustc
+  ruby php-cli perl lua5.4 gfortran fp-compiler fp-units-rtl tcl sqlite3 gawk erlang-base elixir
+  guile-3.0
+)
+# CI exports this before ctest so a missing runtime fails instead of being skipped:
+SB_REQUIRE_PLUGINS="python,javascript,typescript,bash,sh,c,cpp,go,rust,ruby,php,perl,lua,fortran,pascal,tcl,sqlite,awk,erlang,elixir,scheme"
+PKGS+=("${LANG_PKGS[@]}")
+
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
