@@ -352,6 +352,9 @@ def test_forged_jwts():
             "tampered claims": ok.split(".")[0] + "." + b64u(json.dumps(
                 dict(good, sub="mallory")).encode()) + "." + ok.split(".")[2],
             "two segments": ".".join(ok.split(".")[:2]),
+            "empty payload": ok.split(".")[0] + ".." + ok.split(".")[2],
+            "empty signature": ".".join(ok.split(".")[:2]) + ".",
+            "array payload": ok.split(".")[0] + "." + b64u(b"[1]") + "." + ok.split(".")[2],
             "four segments": ok + ".x",
         }
         for name, tok in forged.items():

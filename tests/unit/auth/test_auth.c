@@ -205,6 +205,11 @@ test_jwt_refusals(void)
     static const char *const junk[] = {
         "", ".", "..", "a.b", "a.b.c.d", "a.b.", "!!!.???.***", "eyJhbGciOiJIUzI1NiJ9..sig",
         "eyJhbGciOiJIUzI1NiJ9.e30.", "sbk_notajwt", "Bearer x.y.z",
+        /* Regression: an empty payload made libjwt 1.10 write past a 0-byte buffer. */
+        "eyJhbGciOiJIUzI1NiJ9..AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "eyJhbGciOiJIUzI1NiJ9.e30.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "eyJhbGciOiJIUzI1NiJ9.A.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "eyJhbGciOiJIUzI1NiJ9.W10.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     };
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
         CHECK_EQ(verify(junk[i], &p, &why), SB_EAUTH);
