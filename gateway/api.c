@@ -574,6 +574,65 @@ gw_text(sb_str_t s)
     return j ? j : json_string("");
 }
 
+/* gw_compile_json: the compile step's record (a msgpack map with the RESULT field names) in
+ * the API's shape: output as text, the same names as the run's own fields. */
+static json_t *
+gw_compile_json(sb_str_t raw)
+{
+    sb_mp_reader_t r;
+    uint32_t n;
+    json_t *o = json_object();
+    int exited = 0;
+    int64_t exit_code = 0;
+    sb_mp_reader_init(&r, raw.ptr, raw.len);
+    if (sb_mp_read_map(&r, &n))
+        return o;
+    for (uint32_t i = 0; i < n; i++) {
+        sb_str_t k, v;
+        uint64_t u;
+        int64_t x;
+        bool b;
+        if (sb_mp_read_str(&r, &k))
+            break;
+        if (sb_str_eq(k, "stdout") || sb_str_eq(k, "stderr")) {
+            if (sb_mp_read_bin(&r, &v))
+                break;
+            json_object_set_new(o, sb_str_eq(k, "stdout") ? "stdout" : "stderr", gw_text(v));
+        } else if (sb_str_eq(k, "status")) {
+            if (sb_mp_read_str(&r, &v))
+                break;
+            exited = sb_str_eq(v, "exited");
+            json_object_set_new(o, "status", json_stringn(v.ptr, v.len));
+        } else if (sb_str_eq(k, "exit_code") || sb_str_eq(k, "signal")) {
+            if (sb_mp_read_i64(&r, &x))
+                break;
+            if (sb_str_eq(k, "exit_code"))
+                exit_code = x;
+            else
+                json_object_set_new(o, "signal", x ? json_integer(x) : json_null());
+        } else if (sb_str_eq(k, "execution_time_ms") || sb_str_eq(k, "cpu_time_ms") ||
+                   sb_str_eq(k, "memory_peak")) {
+            if (sb_mp_read_u64(&r, &u))
+                break;
+            json_object_set_new(o, sb_str_eq(k, "memory_peak") ? "memory_used"
+                                   : sb_str_eq(k, "cpu_time_ms") ? "cpu_time"
+                                                                 : "execution_time",
+                                json_integer((json_int_t)u));
+        } else if (sb_str_eq(k, "stdout_truncated") || sb_str_eq(k, "stderr_truncated")) {
+            if (sb_mp_read_bool(&r, &b))
+                break;
+            if (b)
+                json_object_set_new(o, "truncated", json_true());
+        } else if (sb_mp_skip(&r)) {
+            break;
+        }
+    }
+    json_object_set_new(o, "exit_code", exited ? json_integer(exit_code) : json_null());
+    if (!json_object_get(o, "truncated"))
+        json_object_set_new(o, "truncated", json_false());
+    return o;
+}
+
 json_t *
 sb__gw_result_json(const sb_msg_t *m)
 {
@@ -630,9 +689,7 @@ sb__gw_result_json(const sb_msg_t *m)
             }
     }
     json_object_set_new(o, "artifacts", arts);
-    if (r.compile.len) {
-        json_t *c = sb__gw_mp_to_json(r.compile);
-        json_object_set_new(o, "compile", c);
-    }
+    if (r.compile.len)
+        json_object_set_new(o, "compile", gw_compile_json(r.compile));
     return o;
 }

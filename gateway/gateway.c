@@ -10,6 +10,9 @@
  *
  * Probe round states: IDLE -> PROBING (pings out, waiters queued) -> IDLE (answered all).
  *
+ * The REST API (/api/v1/...) lives in handlers/, one file per route family, on the shared
+ * helpers of api.h; authentication and rate limits in auth.c.
+ *
  * GET /metrics asks the monitor for the Prometheus text; GET /ready asks it whether the
  * deployment can take work.  Every HTTP response is counted by (route pattern, status) here
  * and the counts go to the monitor once a second (and with each /metrics request, so a scrape
@@ -19,6 +22,8 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "gateway/api.h"
+#include "gateway/auth.h"
 #include "gateway/http.h"
 #include "protocols/msgs.h"
 
@@ -66,6 +71,7 @@ typedef struct {
     gw_http_count_t counts[GW_MAX_HTTP_SERIES];
     size_t ncounts;
     uv_timer_t report_timer;
+    gw_ctx_t ctx; /* what the REST handlers share */
 } gw_state_t;
 
 static void gw_health_round(gw_state_t *gs);
@@ -334,32 +340,53 @@ gw_init(sb_actor_t *a, void *state)
     sb_gateway_arg_t *arg = sb_actor_arg(a);
     const sb_config_t *cfg = arg->cfg;
     sb_http_opts_t ho = {0};
+    sb_auth_t *auth = NULL;
+    char err[512];
     int r;
 
     gs->actor = a;
     gs->arg = arg;
     gs->waiters_tail = &gs->waiters;
+    gs->ctx.actor = a;
+    gs->ctx.cfg = cfg;
+    /* The runtimes this host can run, probed once: requests are validated against them. */
+    if ((r = sb_plugins_load(sb_plugins_default_dir(), false, true, &gs->ctx.plugins, err,
+                             sizeof err)) != 0)
+        sb_log_warn("SB-GW-PLUGINS", "no runtimes loaded: %s", err);
+    if ((r = sb_auth_alloc(a, cfg, &auth)) != 0)
+        goto fail;
+    gs->ctx.auth = auth;
+
     ho.max_connections = (uint32_t)cfg->http_max_connections;
+    ho.max_body_bytes = (size_t)cfg->api_max_body_bytes;
     ho.access_log = 0;
     gs->http = sb_http_server_alloc(sb_actor_loop(a), &ho);
     sb_http_set_observer(gs->http, gw_observe, gs);
     sb_http_route(gs->http, "GET", "/health", gw_on_health, gs, 0);
     sb_http_route(gs->http, "GET", "/ready", gw_on_ready, gs, 0);
     sb_http_route(gs->http, "GET", "/metrics", gw_on_metrics, gs, 0);
+    sb_auth_routes(auth, gs->http);
+    sb__gw_execute_routes(&gs->ctx, gs->http);
+    sb__gw_sandbox_routes(&gs->ctx, gs->http);
+    sb__gw_file_routes(&gs->ctx, gs->http);
+    sb__gw_runtime_routes(&gs->ctx, gs->http);
     if ((r = sb_http_listen(gs->http, cfg->http_host, (int)cfg->http_port)) != 0) {
         sb_log_error("SB-GW-LISTEN-FAIL", "cannot listen on %s:%lld: %s", cfg->http_host,
                      (long long)cfg->http_port, sb_strerror(r));
-        sb_http_server_close(gs->http, NULL, NULL);
-        gs->http = NULL;
-        return r;
+        goto fail;
     }
     atomic_store(&arg->port, sb_http_port(gs->http));
+    sb_log_info("SB-GW-LISTEN", "HTTP API listening on %s:%d", cfg->http_host,
+                sb_http_port(gs->http));
     uv_timer_init(sb_actor_loop(a), &gs->report_timer);
     gs->report_timer.data = gs;
     uv_timer_start(&gs->report_timer, gw_on_report, 1000, 1000);
-    sb_log_info("SB-GW-LISTEN", "HTTP API listening on %s:%d", cfg->http_host,
-                sb_http_port(gs->http));
+    sb__gw_sandboxes_start(&gs->ctx);
+    sb_auth_start(auth);
     return 0;
+fail:
+    /* The runtime calls stop, which closes whatever was opened here. */
+    return r ? r : SB_EINTERNAL;
 }
 
 static int
@@ -378,10 +405,26 @@ gw_stop(sb_actor_t *a, void *state)
     (void)a;
     if (gs->report_timer.data && !uv_is_closing((uv_handle_t *)&gs->report_timer))
         uv_close((uv_handle_t *)&gs->report_timer, NULL);
+    sb__gw_sandboxes_stop(&gs->ctx);
+    if (gs->ctx.auth)
+        sb_auth_stop(gs->ctx.auth);
     if (gs->http) {
         sb_http_server_close(gs->http, NULL, NULL);
         gs->http = NULL;
     }
+}
+
+static void
+gw_fini(sb_actor_t *a, void *state)
+{
+    gw_state_t *gs = state;
+    (void)a;
+    if (gs->ctx.auth)
+        sb_auth_free(gs->ctx.auth);
+    gs->ctx.auth = NULL;
+    if (gs->ctx.plugins)
+        sb_plugins_free(gs->ctx.plugins);
+    gs->ctx.plugins = NULL;
 }
 
 const sb_actor_ops_t sb_gateway_actor = {
@@ -392,4 +435,5 @@ const sb_actor_ops_t sb_gateway_actor = {
     .init = gw_init,
     .handle = gw_handle,
     .stop = gw_stop,
+    .fini = gw_fini,
 };
