@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
 jobs="$(nproc)"
+# Every runtime the setup installed must pass its end-to-end plugin test (none skipped).
+SB_REQUIRE_PLUGINS="$(sed -n 's/^SB_REQUIRE_PLUGINS="\(.*\)"$/\1/p' scripts/setup-deps.sh)"
+export SB_REQUIRE_PLUGINS
 
 echo "== release build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
