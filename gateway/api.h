@@ -106,6 +106,24 @@ void sb__gw_sandbox_touch(gw_ctx_t *ctx, gw_sandbox_t *s);
 void sb__gw_sandboxes_start(gw_ctx_t *ctx);
 void sb__gw_sandboxes_stop(gw_ctx_t *ctx);
 
+/* ---- warm kernels (handlers/kernels.c) ---------------------------------------------------
+ * sb__gw_kernel_execute runs code in sandbox s's warm kernel for `language` (the sandbox's
+ * runtime when NULL), in context context_id (NULL: the default context), starting the kernel
+ * on first use.  Events reach cb as they happen, in order: type "stdout" / "stderr" (data: a
+ * JSON string), "result" (data: {"text": ..., "png": base64, "svg", "html", "json", ...,
+ * "is_main_result": bool}), "error" (data: {"name", "value", "traceback"}); then exactly one
+ * last call: type "done" (data: {"execution_count": N}) or err != 0 (data NULL; the kernel
+ * crashed, timed out, or the node is gone -- the caller gets a clear error, the kernel is
+ * replaced on next use).  data is borrowed for the call.  *handle identifies the execution for
+ * sb__gw_kernel_interrupt, which stops the running code and keeps the kernel's state. */
+typedef void (*gw_kernel_cb)(void *ud, int err, const char *type, json_t *data);
+int sb__gw_kernel_execute(gw_ctx_t *ctx, gw_sandbox_t *s, const char *code, size_t len,
+                          const char *language, const char *context_id, gw_kernel_cb cb, void *ud,
+                          uint64_t *handle);
+int sb__gw_kernel_interrupt(gw_ctx_t *ctx, uint64_t handle);
+/* sb__gw_kernel_cancel forgets an execution whose requester went away (no more callbacks). */
+void sb__gw_kernel_cancel(gw_ctx_t *ctx, uint64_t handle);
+
 /* The RESULT message (executor.def) as the API's JSON result object. */
 json_t *sb__gw_result_json(const sb_msg_t *m);
 
