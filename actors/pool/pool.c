@@ -208,8 +208,7 @@ pool_destroy(pool_state *s, const char *id, uint64_t node)
         e = sb_actor_request(s->actor, pool_addr(s, node, SB_ACTOR_EXECUTOR), SB_MSG_SBX_DESTROY,
                              b->data, b->len, POOL_REQ_TIMEOUT_MS, pool_on_destroyed, r, NULL);
     if (e != 0) {
-        sb_log_warn("SB-POOL-DESTROY-FAIL", "destroying warm sandbox %s: %s", id,
-                    sb_strerror(e));
+        sb_log_warn("SB-POOL-DESTROY-FAIL", "destroying warm sandbox %s: %s", id, sb_strerror(e));
         free(r);
     }
 }
@@ -242,7 +241,9 @@ pool_on_offer_ack(sb_actor_t *a, int status, const sb_msg_t *m, void *ud)
 static void
 pool_offer(pool_state *s, pool_sbx_t *w)
 {
-    sb_pool_offer_t o = {.node = w->node, .runtime = sb_str(w->rt->name), .sandbox = sb_str(w->id),
+    sb_pool_offer_t o = {.node = w->node,
+                         .runtime = sb_str(w->rt->name),
+                         .sandbox = sb_str(w->id),
                          .created_ms = w->created_real_ms};
     sb_buf_t *b = sb_actor_scratch(s->actor);
     pool_ref_t *r = pool_ref(s, w->id);
@@ -291,8 +292,8 @@ pool_retire(pool_state *s, pool_sbx_t *w)
     pool_set_state(w, PW_RETIRING);
     int e = sb_pool_withdraw_encode(&wd, b);
     if (e == 0)
-        e = sb_actor_request(s->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_POOL_WITHDRAW,
-                             b->data, b->len, POOL_REQ_TIMEOUT_MS, pool_on_withdrawn, r, NULL);
+        e = sb_actor_request(s->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_POOL_WITHDRAW, b->data,
+                             b->len, POOL_REQ_TIMEOUT_MS, pool_on_withdrawn, r, NULL);
     if (e != 0)
         pool_on_withdrawn(s->actor, e, NULL, r); /* no scheduler: nobody can lease it */
 }
@@ -322,8 +323,8 @@ pool_on_created(sb_actor_t *a, int status, const sb_msg_t *m, void *ud)
     sb_sbx_info_t info;
     uint64_t now = pool_now();
 
-    if (status == 0 && (sb_sbx_info_decode(m, &info) != 0 || info.id.len == 0 ||
-                        info.id.len >= sizeof w->id))
+    if (status == 0 &&
+        (sb_sbx_info_decode(m, &info) != 0 || info.id.len == 0 || info.id.len >= sizeof w->id))
         status = SB_EBADMSG;
     if (status != 0) {
         pool_fail_t *f = pool_fail_slot(rt, w->node, 1);
@@ -470,18 +471,20 @@ pool_on_tick(uv_timer_t *t)
             if (w->state != PW_READY)
                 continue;
             if (!pool_node_live(s, w->node)) {
-                sb_log_warn("SB-POOL-NODE-LOST", "warm %s sandbox %s: node %016llx left the "
-                            "bus; dropped", rt->name, w->id, (unsigned long long)w->node);
+                sb_log_warn("SB-POOL-NODE-LOST",
+                            "warm %s sandbox %s: node %016llx left the "
+                            "bus; dropped",
+                            rt->name, w->id, (unsigned long long)w->node);
                 sb_pool_withdraw_t wd = {.node = w->node, .sandbox = sb_str(w->id)};
                 sb_buf_t *b = sb_actor_scratch(s->actor);
                 if (sb_pool_withdraw_encode(&wd, b) == 0)
-                    sb_actor_send(s->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_POOL_WITHDRAW, 0,
-                                  0, 0, b->data, b->len);
+                    sb_actor_send(s->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_POOL_WITHDRAW, 0, 0,
+                                  0, b->data, b->len);
                 s->lost++;
                 pool_forget(w);
             } else if (now - w->created_ms >= s->max_age_ms) {
-                sb_log_debug("SB-POOL-RETIRE", "warm %s sandbox %s reached its max age",
-                             rt->name, w->id);
+                sb_log_debug("SB-POOL-RETIRE", "warm %s sandbox %s reached its max age", rt->name,
+                             w->id);
                 if (rt->target > s->min)
                     rt->target--;
                 pool_retire(s, w);
@@ -500,8 +503,8 @@ pool_on_report(uv_timer_t *t)
     for (size_t i = 0; i < s->nrts; i++) {
         pool_rt_t *rt = &s->rts[i];
         for (size_t k = 0; k < s->nnodes; k++) {
-            sb_mon_pool_t p = {.runtime = sb_str(rt->name), .max = s->max,
-                               .node = sb_str(s->nodes[k].name)};
+            sb_mon_pool_t p = {
+                .runtime = sb_str(rt->name), .max = s->max, .node = sb_str(s->nodes[k].name)};
             for (pool_sbx_t *w = rt->list; w; w = w->next)
                 if (w->state == PW_READY && w->node == s->nodes[k].id)
                     p.warm++;
@@ -628,8 +631,8 @@ pool_stop(sb_actor_t *a, void *state)
             sb_pool_withdraw_t wd = {.node = node, .sandbox = sb_str(id)};
             sb_buf_t *b = sb_actor_scratch(s->actor);
             if (sb_pool_withdraw_encode(&wd, b) == 0)
-                sb_actor_send(s->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_POOL_WITHDRAW, 0, 0,
-                              0, b->data, b->len);
+                sb_actor_send(s->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_POOL_WITHDRAW, 0, 0, 0,
+                              b->data, b->len);
             pool_forget(w);
             pool_destroy(s, id, node);
             n++;

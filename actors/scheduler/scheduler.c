@@ -43,9 +43,10 @@
  * An offer:  OFFERED -> LEASED (POOL_TAKEN sent to the pool that offered it) | WITHDRAWN.
  *
  * Invariants: nexec <= max_concurrent; key->active / key->sandboxes / key->queued equal
- * the execution leases / sandbox leases / jobs naming the key; a key lives while any of its counters is non-zero; a key is in the ring
- * iff it has queued jobs.  POOL_TAKEN and POOL_ACK to one pool leave through one outbox
- * (sched_addr normalises this node's id to 0, as replies do), so the pool sees them in order.
+ * the execution leases / sandbox leases / jobs naming the key; a key lives while any of its
+ * counters is non-zero; a key is in the ring iff it has queued jobs.  POOL_TAKEN and POOL_ACK to
+ * one pool leave through one outbox (sched_addr normalises this node's id to 0, as replies do), so
+ * the pool sees them in order.
  */
 #include "scheduler.h"
 
@@ -95,7 +96,7 @@ typedef struct sched_job {
 } sched_job_t;
 
 struct sched_key {
-    sched_key_t *next;                 /* all keys */
+    sched_key_t *next;                  /* all keys */
     sched_key_t *ring_next, *ring_prev; /* keys with queued work */
     int in_ring;
     char owner[128];
@@ -555,8 +556,8 @@ static int
 sched_grant(sched_state *s, sched_job_t *j, sched_node_t *n, const char *sandbox, int creates)
 {
     uint64_t id = ++s->next_lease;
-    sb_lease_t lr = {.lease = id, .node = n->id, .node_name = sb_str(n->name),
-                     .sandbox = sb_str(sandbox)};
+    sb_lease_t lr = {
+        .lease = id, .node = n->id, .node_name = sb_str(n->name), .sandbox = sb_str(sandbox)};
     sb_buf_t *b = sb_actor_scratch(s->actor);
     int r = sb_lease_encode(&lr, b);
     if (r == 0)
@@ -604,8 +605,10 @@ sched_try_place(sched_state *s, sched_job_t *j, char *why, size_t cap)
     if (j->kind == SCHED_EXISTING) {
         sched_node_t *n = sched_node_find(s, j->node_hint);
         if (!sched_node_live(s, n, now)) {
-            snprintf(why, cap, "retry_after_ms=%llu node lost: the node holding sandbox %s "
-                     "is not reporting", (unsigned long long)s->stale_ms, j->sandbox);
+            snprintf(why, cap,
+                     "retry_after_ms=%llu node lost: the node holding sandbox %s "
+                     "is not reporting",
+                     (unsigned long long)s->stale_ms, j->sandbox);
             return SB_EUNAVAILABLE;
         }
         if (s->nexec >= s->max_concurrent)
@@ -624,14 +627,16 @@ sched_try_place(sched_state *s, sched_job_t *j, char *why, size_t cap)
             sched_offer_remove(s, o);
             sched_taken_remember(s, taken.id);
             s->warm_hits++;
-            sb_pool_taken_t t = {.node = taken.node, .sandbox = sb_str(taken.id),
-                                 .runtime = sb_str(taken.runtime)};
+            sb_pool_taken_t t = {
+                .node = taken.node, .sandbox = sb_str(taken.id), .runtime = sb_str(taken.runtime)};
             sb_buf_t *b = sb_actor_scratch(s->actor);
             if (sb_pool_taken_encode(&t, b) == 0 &&
                 sb_actor_send(s->actor, sched_addr(s, taken.pool_node, SB_ACTOR_POOL),
                               SB_MSG_POOL_TAKEN, 0, 0, 0, b->data, b->len) != 0)
-                sb_log_warn("SB-SCHED-TAKEN-LOST", "POOL_TAKEN for %s could not be sent; the "
-                            "pool refills when it retires it", taken.id);
+                sb_log_warn("SB-SCHED-TAKEN-LOST",
+                            "POOL_TAKEN for %s could not be sent; the "
+                            "pool refills when it retires it",
+                            taken.id);
             return SCHED_PLACED;
         }
     }
@@ -704,8 +709,7 @@ sched_on_place(sched_state *s, const sb_msg_t *m)
                              (int)p.kind.len, p.kind.ptr);
         return 0;
     }
-    if (kind == SCHED_EXISTING &&
-        (p.sandbox.len == 0 || p.sandbox.len >= 64 || p.node_hint == 0)) {
+    if (kind == SCHED_EXISTING && (p.sandbox.len == 0 || p.sandbox.len >= 64 || p.node_hint == 0)) {
         sb_actor_reply_error(s->actor, &to, SB_EINVAL,
                              "kind existing needs the sandbox id and its node (node_hint)");
         return 0;
@@ -793,8 +797,10 @@ sched_on_release(sched_state *s, const sb_msg_t *m)
     sched_copy(sbx, sizeof sbx, r.sandbox);
     sched_lease_t *l = sched_lease_find(s, r.lease);
     if (!l) {
-        sb_log_debug("SB-SCHED-RELEASE-UNKNOWN", "RELEASE of unknown lease %llu (sandbox '%s') "
-                     "ignored", (unsigned long long)r.lease, sbx);
+        sb_log_debug("SB-SCHED-RELEASE-UNKNOWN",
+                     "RELEASE of unknown lease %llu (sandbox '%s') "
+                     "ignored",
+                     (unsigned long long)r.lease, sbx);
     } else {
         sched_release(s, l);
         sched_dispatch(s);
@@ -946,8 +952,8 @@ sched_on_tick(uv_timer_t *t)
         if (l->kind == SCHED_SANDBOX && (!n || now - n->heard_ms > 3 * s->stale_ms)) {
             sb_log_warn("SB-SCHED-SANDBOX-LOST",
                         "sandbox lease %llu of %s: node %016llx silent for %llu ms, its "
-                        "sandbox counts as lost", (unsigned long long)l->id, l->key->owner,
-                        (unsigned long long)l->node,
+                        "sandbox counts as lost",
+                        (unsigned long long)l->id, l->key->owner, (unsigned long long)l->node,
                         (unsigned long long)(n ? now - n->heard_ms : 0));
             s->lost++;
             sched_release(s, l);

@@ -90,9 +90,12 @@ exec_on_msg(fake_t *f, const sb_msg_t *m)
         snprintf(id, sizeof id, "sbx-%016x", ++R.creates);
         if (++R.live > R.peak)
             R.peak = R.live;
-        sb_sbx_info_t info = {.id = sb_str(id), .node = SB_STR("pool-node"),
-                              .node_id = sb_bus_node_id(bus), .runtime = c.runtime,
-                              .state = SB_STR("running"), .created_ms = sb_now_real_ms()};
+        sb_sbx_info_t info = {.id = sb_str(id),
+                              .node = SB_STR("pool-node"),
+                              .node_id = sb_bus_node_id(bus),
+                              .runtime = c.runtime,
+                              .state = SB_STR("running"),
+                              .created_ms = sb_now_real_ms()};
         CHECK_EQ(sb_sbx_info_encode(&info, b), 0);
         sb_actor_reply(f->actor, &to, SB_MSG_SBX_INFO, 0, b->data, b->len);
         return 0;
@@ -120,8 +123,8 @@ static fake_t fsched;
 static void
 send_taken(fake_t *f, const char *id)
 {
-    sb_pool_taken_t t = {.node = sb_bus_node_id(bus), .sandbox = sb_str(id),
-                         .runtime = SB_STR("python")};
+    sb_pool_taken_t t = {
+        .node = sb_bus_node_id(bus), .sandbox = sb_str(id), .runtime = SB_STR("python")};
     sb_buf_t *b = sb_actor_scratch(f->actor);
     CHECK_EQ(sb_pool_taken_encode(&t, b), 0);
     CHECK_EQ(sb_actor_send(f->actor, sb_addr(SB_ACTOR_POOL), SB_MSG_POOL_TAKEN, 0, 0, 0, b->data,
@@ -263,8 +266,8 @@ wait_offers(int n, int creates)
     want_offers = n;
     want_creates = creates;
     if (!fake_wait(offers_are, NULL, 20000)) {
-        fprintf(stderr, "FAIL: want %d offers (%d creates), have %d (%d)\n", n, creates,
-                R.noffers, R.creates);
+        fprintf(stderr, "FAIL: want %d offers (%d creates), have %d (%d)\n", n, creates, R.noffers,
+                R.creates);
         exit(1);
     }
 }

@@ -118,7 +118,8 @@ place(lease_t *out)
 {
     sb_buf_t b;
     sb_buf_init(&b, 0);
-    sb_place_t p = {.runtime = SB_STR("python"), .owner = SB_STR("tenant"), .kind = SB_STR("oneshot")};
+    sb_place_t p = {
+        .runtime = SB_STR("python"), .owner = SB_STR("tenant"), .kind = SB_STR("oneshot")};
     CHECK_EQ(sb_place_encode(&p, &b), 0);
     sb_msg_t m = call(sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_PLACE, &b, 10000);
     sb_buf_fini(&b);
@@ -150,8 +151,11 @@ run(const lease_t *l, const char *code)
 {
     sb_buf_t b;
     sb_buf_init(&b, 0);
-    sb_run_t r = {.sandbox = sb_str(l->sandbox), .runtime = SB_STR("python"),
-                  .code = sb_str(code), .timeout_ms = 10000, .destroy = true,
+    sb_run_t r = {.sandbox = sb_str(l->sandbox),
+                  .runtime = SB_STR("python"),
+                  .code = sb_str(code),
+                  .timeout_ms = 10000,
+                  .destroy = true,
                   .owner = SB_STR("tenant")};
     CHECK_EQ(sb_run_encode(&r, &b), 0);
     sb_msg_t m = call((sb_addr_t){l->node == sb_bus_node_id(bus) ? 0 : l->node, SB_ACTOR_EXECUTOR},
@@ -212,11 +216,10 @@ warm_lease(lease_t *l)
     CHECK(!"no warm sandbox offered within 60 pool reports");
 }
 
-static const char *code_dirty =
-    "import os, subprocess\n"
-    "open('/home/user/leftover.txt', 'w').write('secret')\n"
-    "subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
-    "print('dirty')\n";
+static const char *code_dirty = "import os, subprocess\n"
+                                "open('/home/user/leftover.txt', 'w').write('secret')\n"
+                                "subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+                                "print('dirty')\n";
 
 static const char *code_check =
     "import os\n"

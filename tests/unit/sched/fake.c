@@ -144,8 +144,12 @@ fake_start(fake_t *f, sb_bus_t *bus, int kind, const char *name, fake_on_msg fn,
 {
     pthread_once(&fake_once, fake_setup);
     memset(f, 0, sizeof *f);
-    f->ops = (sb_actor_ops_t){.abi = SB_ACTOR_ABI_V1, .name = name, .kind = kind,
-                              .state_size = 1, .init = fake_init, .handle = fake_handle,
+    f->ops = (sb_actor_ops_t){.abi = SB_ACTOR_ABI_V1,
+                              .name = name,
+                              .kind = kind,
+                              .state_size = 1,
+                              .init = fake_init,
+                              .handle = fake_handle,
                               .stop = fake_stop_op};
     f->on_msg = fn;
     f->user = user;
@@ -268,9 +272,12 @@ fake_buses(sb_bus_t **buses, size_t n)
         snprintf(urls[i], sizeof urls[i], "tcp://127.0.0.1:%d", sb_test_free_port());
         snprintf(names[i], sizeof names[i], "node-%c", (char)('a' + i));
         join[0] = urls[0];
-        sb_bus_opts_t o = {.node_name = names[i], .listen = urls[i],
-                           .join = i ? (const char *const *)join : NULL, .njoin = i ? 1 : 0,
-                           .secret = (const uint8_t *)secret, .secret_len = strlen(secret),
+        sb_bus_opts_t o = {.node_name = names[i],
+                           .listen = urls[i],
+                           .join = i ? (const char *const *)join : NULL,
+                           .njoin = i ? 1 : 0,
+                           .secret = (const uint8_t *)secret,
+                           .secret_len = strlen(secret),
                            .hello_ms = 100};
         CHECK_EQ(sb_bus_alloc(&o, &buses[i]), 0);
     }

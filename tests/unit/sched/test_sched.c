@@ -50,8 +50,10 @@ ex_encode(fexec_t *e, sb_buf_t *b)
         memcpy(arr + n, e->rts[i], l);
         n += l;
     }
-    sb_node_capacity_t c = {.node = sb_str(e->name), .sandboxes = e->used,
-                            .max_sandboxes = e->max, .runtimes = {(const char *)arr, (uint32_t)n}};
+    sb_node_capacity_t c = {.node = sb_str(e->name),
+                            .sandboxes = e->used,
+                            .max_sandboxes = e->max,
+                            .runtimes = {(const char *)arr, (uint32_t)n}};
     sb_buf_reset(b);
     CHECK_EQ(sb_node_capacity_encode(&c, b), 0);
 }
@@ -82,8 +84,8 @@ ex_report_fn(fake_t *f, void *arg)
                              b->len, 1000, ex_on_ack, e, NULL) != 0)
             e->failed++;
     } else {
-        sb_actor_send(f->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_NODE_CAPACITY, 0, 0, 0,
-                      b->data, b->len);
+        sb_actor_send(f->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_NODE_CAPACITY, 0, 0, 0, b->data,
+                      b->len);
     }
 }
 
@@ -179,8 +181,11 @@ static void
 gw_place_fn(fake_t *f, void *arg)
 {
     place_t *p = arg;
-    sb_place_t pl = {.runtime = sb_str(p->runtime), .owner = sb_str(p->owner),
-                     .kind = sb_str(p->kind), .sandbox = sb_str(p->sandbox), .node_hint = p->hint};
+    sb_place_t pl = {.runtime = sb_str(p->runtime),
+                     .owner = sb_str(p->owner),
+                     .kind = sb_str(p->kind),
+                     .sandbox = sb_str(p->sandbox),
+                     .node_hint = p->hint};
     sb_buf_t *b = sb_actor_scratch(f->actor);
     CHECK_EQ(sb_place_encode(&pl, b), 0);
     CHECK_EQ(sb_actor_request(f->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_PLACE, b->data, b->len,
@@ -217,8 +222,7 @@ wait_res(int idx)
 }
 
 static res_t *
-place(const char *owner, const char *kind, const char *runtime, const char *sandbox,
-      uint64_t hint)
+place(const char *owner, const char *kind, const char *runtime, const char *sandbox, uint64_t hint)
 {
     return wait_res(place_async(owner, kind, runtime, sandbox, hint));
 }
@@ -332,12 +336,14 @@ pool_offer_fn(fake_t *f, void *arg)
                                   b->data, b->len, 5000, pool_on_ack, (void *)1, NULL),
                  0);
     } else {
-        sb_pool_offer_t of = {.node = o->node, .runtime = SB_STR("python"),
-                              .sandbox = sb_str(o->id), .created_ms = sb_now_real_ms()};
+        sb_pool_offer_t of = {.node = o->node,
+                              .runtime = SB_STR("python"),
+                              .sandbox = sb_str(o->id),
+                              .created_ms = sb_now_real_ms()};
         CHECK_EQ(sb_pool_offer_encode(&of, b), 0);
         offer_done = 0;
-        CHECK_EQ(sb_actor_request(f->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_POOL_OFFER,
-                                  b->data, b->len, 5000, pool_on_ack, NULL, NULL),
+        CHECK_EQ(sb_actor_request(f->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_POOL_OFFER, b->data,
+                                  b->len, 5000, pool_on_ack, NULL, NULL),
                  0);
     }
 }
@@ -461,8 +467,7 @@ static void
 test_limits(void)
 {
     const char *flags[] = {"--scheduler.max_concurrent_per_key=3", "--scheduler.max_concurrent=5",
-                           "--scheduler.max_queue=1", "--scheduler.max_sandboxes_per_key=2",
-                           NULL};
+                           "--scheduler.max_queue=1", "--scheduler.max_sandboxes_per_key=2", NULL};
     sched_start(flags);
     report(&ex[0], 100, 0);
     report(&ex[1], 100, 0);
@@ -525,8 +530,7 @@ static void
 test_fairness(void)
 {
     const char *flags[] = {"--scheduler.max_concurrent_per_key=50", "--scheduler.max_concurrent=2",
-                           "--scheduler.max_queue=100", "--scheduler.queue_timeout_ms=60000",
-                           NULL};
+                           "--scheduler.max_queue=100", "--scheduler.queue_timeout_ms=60000", NULL};
     sched_start(flags);
     report(&ex[0], 100, 0);
     report(&ex[1], 100, 0);
@@ -571,7 +575,7 @@ test_stale_node(void)
 {
     const char *flags[] = {"--scheduler.node_stale_ms=1500", NULL};
     sched_start(flags);
-    report(&ex[0], 100, 0);  /* b: most room */
+    report(&ex[0], 100, 0); /* b: most room */
     report(&ex[1], 100, 50);
     fake_every(&ex[0].f, 100, ex_periodic);
     fake_every(&ex[1].f, 100, ex_periodic);
@@ -643,8 +647,8 @@ test_warm_offers(void)
     wait_res(y);
     CHECK_EQ(res[x].status, 0);
     CHECK_EQ(res[y].status, 0);
-    CHECK_EQ((strcmp(res[x].sandbox, "sbx-warm2") == 0) + (strcmp(res[y].sandbox, "sbx-warm2") == 0),
-             1);
+    CHECK_EQ(
+        (strcmp(res[x].sandbox, "sbx-warm2") == 0) + (strcmp(res[y].sandbox, "sbx-warm2") == 0), 1);
     release(res[x].lease);
     release(res[y].lease);
     /* A withdrawn offer is not leased; withdrawing a leased one says so. */
@@ -661,8 +665,8 @@ test_warm_offers(void)
 static void
 test_reclaim(void)
 {
-    const char *flags[] = {"--scheduler.max_concurrent_per_key=1", "--scheduler.lease_timeout_ms=200",
-                           NULL};
+    const char *flags[] = {"--scheduler.max_concurrent_per_key=1",
+                           "--scheduler.lease_timeout_ms=200", NULL};
     sched_start(flags);
     report(&ex[0], 100, 0);
     report(&ex[1], 100, 0);
