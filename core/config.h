@@ -119,7 +119,25 @@
     X(INT, api_artifacts_max_bytes, "api.artifacts_max_bytes", 1048576, 0, 3145728,              \
       "data returned per artifact (base64) in execute results; larger ones are listed only")     \
     X(INT, api_place_timeout_ms, "api.place_timeout_ms", 15000, 100, 600000,                      \
-      "how long a request may wait for the scheduler's placement")
+      "how long a request may wait for the scheduler's placement")                                 \
+    X(INT, ws_ping_interval_s, "ws.ping_interval_s", 30, 1, 3600,                                 \
+      "WebSocket: seconds between the server's PINGs on a connection")                           \
+    X(INT, ws_pong_timeout_s, "ws.pong_timeout_s", 10, 1, 3600,                                   \
+      "WebSocket: a connection with no PONG this long after a PING is dropped (close 1011)")     \
+    X(INT, ws_session_idle_s, "ws.session_idle_s", 600, 1, 604800,                                \
+      "WebSocket: a session with no connection this long expires; its sandbox is destroyed")     \
+    X(INT, ws_max_message_bytes, "ws.max_message_bytes", 1048576, 128, 67108864,                  \
+      "WebSocket: largest client message after reassembly (close 1009 beyond)")                  \
+    X(INT, ws_max_frame_bytes, "ws.max_frame_bytes", 1048576, 128, 67108864,                      \
+      "WebSocket: largest client frame (close 1009 beyond)")                                     \
+    X(INT, ws_messages_per_second, "ws.messages_per_second", 50, 1, 1000000,                      \
+      "WebSocket: client messages per second per connection (burst: 2 s worth)")                 \
+    X(INT, ws_max_sessions_per_key, "ws.max_sessions_per_key", 16, 1, 1000000,                    \
+      "WebSocket: open connections per principal (HTTP 429 before the upgrade beyond)")          \
+    X(INT, ws_max_sessions, "ws.max_sessions", 10000, 1, 1000000,                                 \
+      "WebSocket: open connections in all (HTTP 503 before the upgrade beyond)")                 \
+    X(INT, ws_max_output_bytes, "ws.max_output_bytes", 4194304, 65536, 1073741824,                \
+      "WebSocket: queued unsent output per connection; half stops reading, all closes 1008")
 
 #define SB__CFG_CTYPE_STR char *
 #define SB__CFG_CTYPE_INT int64_t
