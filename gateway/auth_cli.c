@@ -1,10 +1,9 @@
 /*
  * auth_cli.c: `soulbox keys` and `soulbox users` (auth_cli.h).
  *
- * The command runs on the main thread as a sequence of synchronous calls; each call hands one
- * STORE_* request to the client actor's loop through a uv_async and waits, with a deadline,
- * on a condition variable for the reply.  So every bus operation still happens on an actor
- * loop, and the command reads top to bottom.  Secrets: a new key is printed once to stdout;
+ * The command runs on the main thread as a sequence of synchronous STORE_* calls through a
+ * core/client.h client, so every bus operation still happens on an actor loop and the command
+ * reads top to bottom.  Secrets: a new key is printed once to stdout;
  * passwords come from stdin (echo off on a terminal) and are wiped after hashing.
  *
  * Not audited: the auditor's hash-chained log has one writer, the serving process, and a CLI
@@ -17,6 +16,7 @@
 #include "actors/storage/storage.h"
 #include "core/actor.h"
 #include "core/bus.h"
+#include "core/client.h"
 #include "core/err.h"
 #include "protocols/msgs.h"
 
@@ -33,93 +33,11 @@
 
 typedef struct {
     sb_bus_t *bus;
-    sb_actor_t *storage, *client;
-    uv_mutex_t mu;
-    uv_cond_t cv;
-    uv_async_t async;
-    /* the request in hand */
-    int have;
-    uint16_t type;
+    sb_actor_t *storage;
+    sb_client_t *client;
+    sb_reply_t reply; /* the last call's, until the next */
     sb_buf_t body;
-    /* its outcome */
-    int done, status;
-    uint16_t rtype;
-    uint8_t *rbody;
-    size_t rlen;
-    char errmsg[1024];
 } cli_t;
-
-static void
-cli_on_reply(sb_actor_t *a, int status, const sb_msg_t *m, void *ud)
-{
-    cli_t *c = ud;
-    (void)a;
-    uv_mutex_lock(&c->mu);
-    c->status = status;
-    c->errmsg[0] = 0;
-    if (m) {
-        c->rtype = m->type;
-        c->rbody = sb_xmalloc(m->body_len + 1);
-        memcpy(c->rbody, m->body, m->body_len);
-        c->rbody[m->body_len] = 0;
-        c->rlen = m->body_len;
-        sb_error_t e;
-        if (status && m->type == SB_MSG_ERROR && sb_error_decode(m, &e) == 0)
-            snprintf(c->errmsg, sizeof c->errmsg, "%.*s", (int)e.message.len, e.message.ptr);
-    }
-    c->done = 1;
-    uv_cond_signal(&c->cv);
-    uv_mutex_unlock(&c->mu);
-}
-
-static void
-cli_on_async(uv_async_t *h)
-{
-    cli_t *c = h->data;
-    uv_mutex_lock(&c->mu);
-    if (!c->have) {
-        uv_mutex_unlock(&c->mu);
-        return;
-    }
-    c->have = 0;
-    int r = sb_actor_request(c->client, sb_addr(SB_ACTOR_STORAGE), c->type, c->body.data,
-                             c->body.len, CLI_TIMEOUT_MS, cli_on_reply, c, NULL);
-    if (r) {
-        c->status = r;
-        c->done = 1;
-        uv_cond_signal(&c->cv);
-    }
-    uv_mutex_unlock(&c->mu);
-}
-
-static int
-cli_init(sb_actor_t *a, void *state)
-{
-    cli_t *c = sb_actor_arg(a);
-    (void)state;
-    c->client = a;
-    uv_async_init(sb_actor_loop(a), &c->async, cli_on_async);
-    c->async.data = c;
-    return 0;
-}
-
-static void
-cli_stop(sb_actor_t *a, void *state)
-{
-    cli_t *c = sb_actor_arg(a);
-    (void)state;
-    if (!uv_is_closing((uv_handle_t *)&c->async))
-        uv_close((uv_handle_t *)&c->async, NULL);
-}
-
-static const sb_actor_ops_t cli_ops = {
-    .abi = SB_ACTOR_ABI_V1,
-    .name = "cli",
-    .kind = SB_ACTOR_CLIENT,
-    .state_size = 1,
-    .init = cli_init,
-    .stop = cli_stop,
-};
 
 static int
 cli_open(cli_t *c, const sb_config_t *cfg)
@@ -127,8 +45,6 @@ cli_open(cli_t *c, const sb_config_t *cfg)
     sb_bus_opts_t bo = {0};
     int r;
     memset(c, 0, sizeof *c);
-    uv_mutex_init(&c->mu);
-    uv_cond_init(&c->cv);
     sb_buf_init(&c->body, 0);
     if ((r = sb_bus_alloc(&bo, &c->bus)) != 0) {
         fprintf(stderr, "soulbox: cannot start a bus: %s\n", sb_strerror(r));
@@ -139,7 +55,7 @@ cli_open(cli_t *c, const sb_config_t *cfg)
                 cfg->storage_backend, cfg->data_dir, sb_strerror(r));
         return r;
     }
-    if ((r = sb_actor_spawn(c->bus, &cli_ops, c, &c->client)) != 0) {
+    if ((r = sb_client_open(c->bus, &c->client)) != 0) {
         fprintf(stderr, "soulbox: cannot start the client: %s\n", sb_strerror(r));
         return r;
     }
@@ -149,11 +65,7 @@ cli_open(cli_t *c, const sb_config_t *cfg)
 static void
 cli_close(cli_t *c)
 {
-    if (c->client) {
-        sb_actor_stop(c->client, 1000);
-        sb_actor_join(c->client);
-        sb_actor_free(c->client);
-    }
+    sb_client_close(c->client);
     if (c->storage) {
         sb_actor_stop(c->storage, 5000);
         sb_actor_join(c->storage);
@@ -161,48 +73,27 @@ cli_close(cli_t *c)
     }
     if (c->bus)
         sb_bus_free(c->bus);
-    free(c->rbody);
+    sb_reply_fini(&c->reply);
     sb_buf_fini(&c->body);
-    uv_cond_destroy(&c->cv);
-    uv_mutex_destroy(&c->mu);
 }
 
-/* cli_call sends one encoded request and waits for its reply (deadline: the request's own
- * timeout plus 2 s).  Returns the status; the reply stays in c->rbody until the next call. */
+/* cli_call sends one encoded request to storage and waits for its reply (deadline: the
+ * request's own timeout plus 2 s).  Returns the status; the reply stays in c->reply until the
+ * next call. */
 static int
 cli_call(cli_t *c, uint16_t type, const sb_msgdef_t *def, const void *req)
 {
-    uv_mutex_lock(&c->mu);
-    free(c->rbody);
-    c->rbody = NULL;
-    c->rlen = 0;
-    c->done = 0;
     sb_buf_reset(&c->body);
-    if (sb_codec_encode(def, req, &c->body) != 0) {
-        uv_mutex_unlock(&c->mu);
+    if (sb_codec_encode(def, req, &c->body) != 0)
         return SB_EINVAL;
-    }
-    c->type = type;
-    c->have = 1;
-    uv_mutex_unlock(&c->mu);
-    uv_async_send(&c->async);
-    uint64_t end = uv_hrtime() + (CLI_TIMEOUT_MS + 2000ull) * 1000000ull;
-    uv_mutex_lock(&c->mu);
-    while (!c->done) {
-        uint64_t now = uv_hrtime();
-        if (now >= end)
-            break;
-        uv_cond_timedwait(&c->cv, &c->mu, end - now);
-    }
-    int st = c->done ? c->status : SB_ETIMEDOUT;
-    uv_mutex_unlock(&c->mu);
-    return st;
+    return sb_client_call(c->client, sb_addr(SB_ACTOR_STORAGE), type, c->body.data, c->body.len,
+                          CLI_TIMEOUT_MS, &c->reply);
 }
 
 static sb_msg_t
 cli_reply(cli_t *c)
 {
-    return (sb_msg_t){.type = c->rtype, .body = c->rbody, .body_len = (uint32_t)c->rlen};
+    return sb_reply_msg(&c->reply);
 }
 
 static int
@@ -251,8 +142,8 @@ cli_list(cli_t *c, const char *kind, int *status)
 static void
 cli_fail(cli_t *c, const char *what, int status)
 {
-    fprintf(stderr, "soulbox: %s: %s%s%s\n", what, sb_strerror(status), c->errmsg[0] ? ": " : "",
-            c->errmsg);
+    fprintf(stderr, "soulbox: %s: %s%s%s\n", what, sb_strerror(status),
+            c->reply.error[0] ? ": " : "", c->reply.error);
 }
 
 /* cli_opt finds --name VALUE or --name=VALUE in argv; NULL if absent. */

@@ -20,140 +20,31 @@
 #include <time.h>
 #include <unistd.h>
 
-static void
-sbc_on_reply(sb_actor_t *a, int status, const sb_msg_t *reply, void *ud)
-{
-    sbc_t *c = ud;
-    (void)a;
-    uv_mutex_lock(&c->mu);
-    c->status = status;
-    c->errmsg[0] = 0;
-    if (reply) {
-        c->rtype = reply->type;
-        c->rbody = malloc(reply->body_len + 1);
-        memcpy(c->rbody, reply->body, reply->body_len);
-        c->rbody[reply->body_len] = 0;
-        c->rlen = reply->body_len;
-        sb_error_t e;
-        if (status && reply->type == SB_MSG_ERROR && sb_error_decode(reply, &e) == 0)
-            snprintf(c->errmsg, sizeof c->errmsg, "%.*s", (int)e.message.len, e.message.ptr);
-    }
-    c->done = 1;
-    uv_cond_signal(&c->cv);
-    uv_mutex_unlock(&c->mu);
-}
-
-static void
-sbc_on_async(uv_async_t *h)
-{
-    sbc_t *c = h->data;
-    uv_mutex_lock(&c->mu);
-    if (!c->have) {
-        uv_mutex_unlock(&c->mu);
-        return;
-    }
-    c->have = 0;
-    uint8_t dst = c->dst;
-    uint16_t type = c->type;
-    uint8_t *body = c->body;
-    size_t len = c->len;
-    uint32_t t = c->timeout_ms;
-    c->body = NULL;
-    uv_mutex_unlock(&c->mu);
-    int r = sb_actor_request(c->actor, sb_addr(dst), type, body, len, t, sbc_on_reply, c, NULL);
-    free(body);
-    if (r) {
-        uv_mutex_lock(&c->mu);
-        c->status = r;
-        c->done = 1;
-        uv_cond_signal(&c->cv);
-        uv_mutex_unlock(&c->mu);
-    }
-}
-
-static int
-sbc_init(sb_actor_t *a, void *state)
-{
-    sbc_t *c = sb_actor_arg(a);
-    (void)state;
-    c->actor = a;
-    uv_async_init(sb_actor_loop(a), &c->async, sbc_on_async);
-    c->async.data = c;
-    return 0;
-}
-
-static void
-sbc_stop_op(sb_actor_t *a, void *state)
-{
-    sbc_t *c = sb_actor_arg(a);
-    (void)state;
-    if (!uv_is_closing((uv_handle_t *)&c->async))
-        uv_close((uv_handle_t *)&c->async, NULL);
-}
-
-static const sb_actor_ops_t sbc_ops = {
-    .abi = SB_ACTOR_ABI_V1,
-    .name = "testclient",
-    .kind = SB_ACTOR_CLIENT,
-    .state_size = 1,
-    .init = sbc_init,
-    .stop = sbc_stop_op,
-};
-
 void
 sbc_start(sbc_t *c, sb_bus_t *bus)
 {
     memset(c, 0, sizeof *c);
-    CHECK(uv_mutex_init(&c->mu) == 0);
-    CHECK(uv_cond_init(&c->cv) == 0);
-    CHECK(sb_actor_spawn(bus, &sbc_ops, c, &c->actor) == 0);
+    CHECK(sb_client_open(bus, &c->cl) == 0);
 }
 
 int
 sbc_call(sbc_t *c, uint8_t dst, uint16_t type, const void *body, size_t len, uint32_t timeout_ms)
 {
-    uv_mutex_lock(&c->mu);
-    free(c->rbody);
-    c->rbody = NULL;
-    c->rlen = 0;
-    c->rtype = 0;
-    c->done = 0;
-    c->have = 1;
-    c->dst = dst;
-    c->type = type;
-    c->body = malloc(len ? len : 1);
-    memcpy(c->body, body, len);
-    c->len = len;
-    c->timeout_ms = timeout_ms;
-    uv_mutex_unlock(&c->mu);
-    uv_async_send(&c->async);
-    uint64_t end = uv_hrtime() + ((uint64_t)timeout_ms + 2000) * 1000000ull;
-    uv_mutex_lock(&c->mu);
-    while (!c->done) {
-        uint64_t now = uv_hrtime();
-        if (now >= end)
-            break;
-        uv_cond_timedwait(&c->cv, &c->mu, end - now);
-    }
-    int done = c->done, st = c->status;
-    uv_mutex_unlock(&c->mu);
-    if (!done) {
-        fprintf(stderr, "FAIL: no answer to message type %u within %u ms\n", type, timeout_ms);
-        exit(1);
-    }
+    int st = sb_client_call(c->cl, sb_addr(dst), type, body, len, timeout_ms, &c->reply);
+    c->status = st;
+    c->rtype = c->reply.type;
+    c->rbody = c->reply.body;
+    c->rlen = c->reply.len;
+    snprintf(c->errmsg, sizeof c->errmsg, "%s", c->reply.error);
     return st;
 }
 
 int
 sbc_stop(sbc_t *c)
 {
-    sb_actor_stop(c->actor, 1000);
-    int r = sb_actor_join(c->actor);
-    sb_actor_free(c->actor);
-    free(c->rbody);
+    int r = sb_client_close(c->cl);
+    sb_reply_fini(&c->reply);
     c->rbody = NULL;
-    uv_cond_destroy(&c->cv);
-    uv_mutex_destroy(&c->mu);
     return r;
 }
 

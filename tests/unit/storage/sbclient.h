@@ -11,24 +11,15 @@
 
 #include "core/actor.h"
 #include "core/bus.h"
+#include "core/client.h"
 #include "core/config.h"
 
 #include <sys/types.h>
 
 typedef struct {
-    sb_actor_t *actor;
-    uv_mutex_t mu;
-    uv_cond_t cv;
-    uv_async_t async;
-    /* the request in hand */
-    int have;
-    uint8_t dst;
-    uint16_t type;
-    uint8_t *body;
-    size_t len;
-    uint32_t timeout_ms;
-    /* its outcome */
-    int done;
+    sb_client_t *cl;
+    sb_reply_t reply;
+    /* the last call's outcome (views into reply, valid until the next call) */
     int status;
     uint16_t rtype;
     uint8_t *rbody;
