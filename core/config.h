@@ -137,7 +137,13 @@
     X(INT, ws_max_sessions, "ws.max_sessions", 10000, 1, 1000000,                                 \
       "WebSocket: open connections in all (HTTP 503 before the upgrade beyond)")                 \
     X(INT, ws_max_output_bytes, "ws.max_output_bytes", 4194304, 65536, 1073741824,                \
-      "WebSocket: queued unsent output per connection; half stops reading, all closes 1008")
+      "WebSocket: queued unsent output per connection; half stops reading, all closes 1008")     \
+    X(STR, playground_dir, "playground.dir", "", 0, 0,                                           \
+      "the playground page's files (default: gateway/playground in the source tree, else "      \
+      "/usr/share/soulbox/playground)")                                                          \
+    X(STR, playground_vendor_dir, "playground.vendor_dir", "", 0, 0,                             \
+      "the playground's npm assets, served as /playground/vendor/ (default: the source tree's "  \
+      ".cache/playground/node_modules, else /usr/share/soulbox/playground-vendor)")
 
 #define SB__CFG_CTYPE_STR char *
 #define SB__CFG_CTYPE_INT int64_t

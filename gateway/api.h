@@ -127,4 +127,8 @@ void sb__gw_kernel_cancel(gw_ctx_t *ctx, uint64_t handle);
 /* The RESULT message (executor.def) as the API's JSON result object. */
 json_t *sb__gw_result_json(const sb_msg_t *m);
 
+/* The playground's static files (handlers/static.c): GET /playground and /playground/...,
+ * unauthenticated, from playground.dir and playground.vendor_dir (/playground/vendor/...). */
+void sb__gw_static_routes(gw_ctx_t *ctx, sb_http_server_t *srv);
+
 #endif

@@ -370,6 +370,7 @@ gw_init(sb_actor_t *a, void *state)
     sb__gw_sandbox_routes(&gs->ctx, gs->http);
     sb__gw_file_routes(&gs->ctx, gs->http);
     sb__gw_runtime_routes(&gs->ctx, gs->http);
+    sb__gw_static_routes(&gs->ctx, gs->http);
     if ((r = sb_http_listen(gs->http, cfg->http_host, (int)cfg->http_port)) != 0) {
         sb_log_error("SB-GW-LISTEN-FAIL", "cannot listen on %s:%lld: %s", cfg->http_host,
                      (long long)cfg->http_port, sb_strerror(r));

@@ -13,6 +13,8 @@ PKGS=(
   curl python3-requests python3-websockets redis-server clang libclang-rt-14-dev
   prometheus python3-prometheus-client
   valgrind iproute2 procps util-linux
+  # the playground's browser test: Debian's chromium, driven by playwright-core (npm, below)
+  chromium fonts-dejavu-core
 )
 
 # Language runtimes for the plugins (plugins/*/manifest.toml "packages"), tested end to end by
@@ -36,3 +38,26 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# npm itself (nodesource's nodejs ships it; Debian's splits it out).
+if ! command -v npm >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm
+fi
+
+# Browser assets of the playground (xterm.js) and the browser test's driver (playwright-core),
+# from npm by their lockfiles into .cache/ (git-ignored, never committed).  No install scripts
+# run and no browser is downloaded: the test drives Debian's chromium.  Skipped when the
+# installed lockfile matches.
+npm_ci() { # npm_ci SRC_DIR DEST_DIR
+  local src="$1" dst="$2"
+  if [ -d "$dst/node_modules" ] && cmp -s "$src/package-lock.json" "$dst/package-lock.json"; then
+    return 0
+  fi
+  mkdir -p "$dst"
+  cp "$src/package.json" "$src/package-lock.json" "$dst/"
+  (cd "$dst" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund \
+     --loglevel=error >/dev/null)
+}
+root="$(cd "$(dirname "$0")/.." && pwd)"
+npm_ci "$root/gateway/playground" "$root/.cache/playground"
+npm_ci "$root/tests/integration/playground" "$root/.cache/playground-test"
