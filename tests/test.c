@@ -202,3 +202,18 @@ sb_test_wait_file_contains(const char *path, const char *needle, int timeout_ms)
     free(buf);
     return found;
 }
+
+void
+sb_test_config(sb_config_t *cfg, const char *const *flags)
+{
+    char *argv[64], *rest[64], err[512];
+    char *env[] = {NULL};
+    int n = 0, nrest = 0;
+    for (; flags && flags[n] && n < 63; n++)
+        argv[n] = (char *)flags[n];
+    argv[n] = NULL;
+    if (sb_config_load(cfg, n, argv, env, &nrest, rest, err, sizeof err) != 0) {
+        fprintf(stderr, "FAIL: config: %s\n", err);
+        exit(1);
+    }
+}

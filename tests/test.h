@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <sys/types.h>
 
+#include "core/config.h"
+
 extern int sb_test_failures;
 
 #define CHECK(e)                                                                                   \
@@ -33,6 +35,10 @@ extern int sb_test_failures;
 
 void sb_test_ok(const char *name);
 int sb_test_done(void);
+
+/* sb_test_config loads a configuration from flags alone (no environment, no config file);
+ * fails the test with the reason if they are refused.  Release with sb_config_fini. */
+void sb_test_config(sb_config_t *cfg, const char *const *flags);
 
 /* A free TCP port on 127.0.0.1 (bound then released; race-tolerant for tests). */
 int sb_test_free_port(void);

@@ -62,7 +62,7 @@ main(void)
 
     sb_log_setup(SB_LOG_ERROR, 0);
     const char *flags[] = {"--data-dir", dir, NULL};
-    test_config(&cfg, flags);
+    sb_test_config(&cfg, flags);
     CHECK(sb_bus_alloc(&bo, &bus) == 0);
     CHECK(sb_actor_spawn(bus, &sb_auditor_actor, &cfg, &aud) == 0);
     sbc_start(&c, bus);

@@ -118,7 +118,7 @@ main(void)
     sb_config_t cfg;
     const char *flags[] = {"--data-dir", dir, "--storage-backend", BACKEND,
                            "--storage-redis-port", portarg, NULL};
-    test_config(&cfg, flags);
+    sb_test_config(&cfg, flags);
     sb_bus_t *bus;
     sb_actor_t *st, *au;
     sb_bus_opts_t bo = {0};

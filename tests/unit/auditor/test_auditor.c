@@ -441,7 +441,7 @@ main(void)
     sb_log_setup(SB_LOG_ERROR, 0);
     dir = test_tmpdir("audit");
     const char *flags[] = {"--data-dir", dir, NULL};
-    test_config(&cfg, flags);
+    sb_test_config(&cfg, flags);
 
     rig_up(&r);
     test_events(&r);

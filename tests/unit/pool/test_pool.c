@@ -303,7 +303,7 @@ pool_start(const char *const *flags, int fail)
     memset(&R, 0, sizeof R);
     R.fail = fail; /* before the pool's first tick */
     fake_unlock();
-    fake_config(&cfg, flags);
+    sb_test_config(&cfg, flags);
     pool = fake_spawn(bus, &sb_pool_actor, &cfg);
 }
 

@@ -242,7 +242,7 @@ main(void)
                            "--executor.max_sandboxes=16", NULL};
     signal(SIGPIPE, SIG_IGN);
     sb_buf_init(&rep.body, 0);
-    fake_config(&cfg, flags);
+    sb_test_config(&cfg, flags);
     sb_bus_opts_t o = {.node_name = "exec-node"};
     CHECK_EQ(sb_bus_alloc(&o, &bus), 0);
     fake_start(&mon, bus, SB_ACTOR_MONITOR, "fake-monitor", mon_on_msg, NULL);

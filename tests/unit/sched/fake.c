@@ -210,20 +210,6 @@ fake_stop(fake_t *f)
     return r;
 }
 
-void
-fake_config(sb_config_t *cfg, const char *const *flags)
-{
-    char *argv[64], *rest[64], err[512];
-    char *env[] = {NULL};
-    int n = 0, nrest = 0;
-    for (; flags && flags[n]; n++)
-        argv[n] = (char *)flags[n];
-    argv[n] = NULL;
-    if (sb_config_load(cfg, n, argv, env, &nrest, rest, err, sizeof err) != 0) {
-        fprintf(stderr, "FAIL: config: %s\n", err);
-        exit(1);
-    }
-}
 
 sb_actor_t *
 fake_spawn(sb_bus_t *bus, const sb_actor_ops_t *ops, void *arg)

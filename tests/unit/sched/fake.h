@@ -48,8 +48,6 @@ void fake_every(fake_t *f, uint64_t ms, fake_fn fn);
 /* fake_stop stops and joins f; returns sb_actor_join's result (0: loop closed cleanly). */
 int fake_stop(fake_t *f);
 
-/* A configuration from flags only ("--scheduler.max_queue=2", ...). */
-void fake_config(sb_config_t *cfg, const char *const *flags);
 /* Spawn an actor under test and stop it (CHECKs the loop closed cleanly). */
 sb_actor_t *fake_spawn(sb_bus_t *bus, const sb_actor_ops_t *ops, void *arg);
 void fake_stop_actor(sb_actor_t *a, uint32_t grace_ms);

@@ -380,7 +380,7 @@ static sb_actor_t *sched;
 static void
 sched_start(const char *const *flags)
 {
-    fake_config(&cfg, flags);
+    sb_test_config(&cfg, flags);
     sched = fake_spawn(bus[0], &sb_scheduler_actor, &cfg);
 }
 

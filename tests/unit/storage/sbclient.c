@@ -137,20 +137,6 @@ st_del(sbc_t *c, const char *kind, const char *key, uint64_t *changed)
 
 /* ---- environment --------------------------------------------------------------------- */
 
-void
-test_config(sb_config_t *cfg, const char *const *flags)
-{
-    char *argv[64], *rest[64], err[512];
-    char *env[] = {NULL};
-    int n = 0, nrest = 0;
-    for (; flags && flags[n]; n++)
-        argv[n] = (char *)flags[n];
-    argv[n] = NULL;
-    if (sb_config_load(cfg, n, argv, env, &nrest, rest, err, sizeof err) != 0) {
-        fprintf(stderr, "FAIL: config: %s\n", err);
-        exit(1);
-    }
-}
 
 char *
 test_tmpdir(const char *tag)

@@ -44,8 +44,6 @@ int st_list(sbc_t *c, const char *kind, const char *owner, const char *state, ui
             char **out, uint64_t *count, int *more);
 int st_del(sbc_t *c, const char *kind, const char *key, uint64_t *changed);
 
-/* A test configuration from flags (no environment, no config file). */
-void test_config(sb_config_t *cfg, const char *const *flags);
 /* test_tmpdir makes a fresh directory under $TMPDIR; returns a malloc'd path. */
 char *test_tmpdir(const char *tag);
 void test_rmrf(const char *dir);

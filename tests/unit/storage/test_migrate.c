@@ -79,7 +79,7 @@ main(void)
     /* A nested data_dir that does not exist yet: migrate creates it, mode 0700. */
     snprintf(dir, sizeof dir, "%s/fresh/data", base);
     const char *fresh[] = {"--data-dir", dir, NULL};
-    test_config(&cfg, fresh);
+    sb_test_config(&cfg, fresh);
     CHECK_EQ(sb_cmd_migrate(0, NULL, &cfg), 0);
     CHECK(stat(dir, &st) == 0 && (st.st_mode & 0777) == 0700);
     CHECK_EQ(db_version(dir), 2);
@@ -93,7 +93,7 @@ main(void)
     free(sql);
     CHECK_EQ(db_version(dir), 1);
     const char *flags[] = {"--data-dir", dir, NULL};
-    test_config(&cfg, flags);
+    sb_test_config(&cfg, flags);
     CHECK_EQ(sb_cmd_migrate(0, NULL, &cfg), 0);
     CHECK_EQ(db_version(dir), 2);
     CHECK_EQ(sb_cmd_migrate(0, NULL, &cfg), 0); /* idempotent */

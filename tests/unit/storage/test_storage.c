@@ -41,7 +41,7 @@ rig_up(rig_t *r)
                            "--storage-redis-port", port, "--storage-redis-prefix", "t:",
                            "--storage-max-record-bytes", "4096", NULL};
     sb_bus_opts_t bo = {0};
-    test_config(&r->cfg, flags);
+    sb_test_config(&r->cfg, flags);
     CHECK(sb_bus_alloc(&bo, &r->bus) == 0);
     CHECK(sb_actor_spawn(r->bus, &sb_storage_actor, &r->cfg, &r->store) == 0);
     sbc_start(&r->c, r->bus);
