@@ -227,3 +227,15 @@ sb_seccomp_export_pfc(int fd)
     seccomp_release(ctx);
     return rc;
 }
+
+int
+sb_seccomp_export_bpf(int fd)
+{
+    scmp_filter_ctx ctx;
+    int rc = policy_build(&ctx);
+    if (rc < 0)
+        return rc;
+    rc = seccomp_export_bpf(ctx, fd);
+    seccomp_release(ctx);
+    return rc;
+}

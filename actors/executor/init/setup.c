@@ -22,12 +22,12 @@
  */
 #include "init.h"
 
-#include "../seccomp_policy.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
@@ -41,6 +41,9 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+/* The seccomp policy of seccomp_policy.c, compiled to BPF at build time. */
+#include "seccomp_bpf.inc"
 
 #define TRY(step, expr)                                                                            \
     do {                                                                                           \
@@ -296,6 +299,19 @@ setup_drop_privileges(void)
     return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
+/* Load the precompiled policy (see seccomp_policy.h): the same program libseccomp's
+ * seccomp_load() would install, with the same flags (none), without compiling it again in
+ * every sandbox.  no_new_privs is set already; setting it again is what seccomp_load does. */
+static int
+setup_seccomp(void)
+{
+    struct sock_fprog prog = {SB_SECCOMP_BPF_LEN, (struct sock_filter *)sb_seccomp_bpf};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+        return -1;
+    return 0;
+}
+
 int
 sbi_setup(const sbi_config_t *c, const char **what)
 {
@@ -327,10 +343,6 @@ sbi_setup(const sbi_config_t *c, const char **what)
     TRY("rlimit-core", setrlimit(RLIMIT_CORE, &zero));
     TRY("drop-privileges", setup_drop_privileges());
     TRY("chdir-home", chdir(SB_INIT_HOME));
-    int rc = sb_seccomp_install();
-    if (rc < 0) {
-        *what = "seccomp";
-        return rc;
-    }
+    TRY("seccomp", setup_seccomp());
     return 0;
 }
