@@ -2,7 +2,8 @@
  * main.c: the `soulbox` binary -- configuration, the subcommand table, and `serve`, which
  * starts the actors --roles names on one bus and stops them in order on SIGINT/SIGTERM.
  *
- * Start order: storage, auditor, monitor, executor, pool, scheduler, gateway -- so the
+ * Start order: storage, auditor, monitor, scheduler, executor, pool, gateway -- so the
+ * scheduler hears the executor's first capacity report and the pool's first offers, and the
  * gateway only accepts clients once everything behind it runs.  Stop order is the reverse:
  * the gateway stops accepting first and lets in-flight requests finish within the grace
  * period, then each actor behind it stops in turn; storage stops last so nothing is lost.
@@ -59,8 +60,8 @@ static const struct {
 
 /* Start order; stop order is the reverse. */
 static const sb_actor_ops_t *const serve_order[] = {
-    &sb_storage_actor, &sb_auditor_actor, &sb_monitor_actor,  &sb_executor_actor,
-    &sb_pool_actor,    &sb_scheduler_actor, &sb_gateway_actor,
+    &sb_storage_actor,  &sb_auditor_actor, &sb_monitor_actor, &sb_scheduler_actor,
+    &sb_executor_actor, &sb_pool_actor,    &sb_gateway_actor,
 };
 #define SERVE_NACTORS (sizeof serve_order / sizeof serve_order[0])
 

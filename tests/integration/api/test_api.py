@@ -280,6 +280,39 @@ def test_audit_and_metrics():
         assert p.returncode == 0, p.stdout + p.stderr
 
 
+def test_admission_limits():
+    """The scheduler's per-key admission limit reaches the client as 429 with Retry-After,
+    another key is unaffected, and the slot frees when the sandbox is gone."""
+    sb = Soulbox(BIN, ["serve", "--port", "0", "--auth-admin-key", ADMIN,
+                       "--scheduler-max-sandboxes-per-key", "1", "--pool-min-size", "0",
+                       "--ratelimit-per-key-per-minute", "100000"], name="limits").start()
+    try:
+        adm = {"Authorization": "Bearer " + ADMIN}
+        k1, k2 = [{"Authorization": "Bearer " + requests.post(
+            sb.url("/api/v1/keys"), headers=adm, timeout=30,
+            json={"name": n, "role": "user"}).json()["key"]} for n in ("k1", "k2")]
+        url = sb.url("/api/v1/sandboxes")
+        deadline = time.monotonic() + 20
+        while True:  # right after start the scheduler may not know a node yet: 503 + Retry-After
+            r = requests.post(url, headers=k1, json={"runtime": "bash"}, timeout=30)
+            if r.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(min(float(r.headers.get("Retry-After", "1")), 1.0))
+        assert r.status_code == 201, r.text
+        first = r.json()["id"]
+        r = requests.post(url, headers=k1, json={"runtime": "bash"}, timeout=30)
+        assert r.status_code == 429, r.text
+        assert r.json()["error"]["code"] == "rate_limited"
+        assert int(r.headers["Retry-After"]) >= 1
+        r = requests.post(url, headers=k2, json={"runtime": "bash"}, timeout=30)
+        assert r.status_code == 201, r.text
+        assert requests.delete(url + "/" + first, headers=k1, timeout=30).status_code == 204
+        r = requests.post(url, headers=k1, json={"runtime": "bash"}, timeout=30)
+        assert r.status_code == 201, r.text
+    finally:
+        assert sb.stop() == 0, sb.log()[-2000:]
+
+
 def teardown():
     rc = SB.stop()
     log = SB.log()
@@ -293,7 +326,8 @@ if __name__ == "__main__":
         rc = run_tests([test_runtimes, test_execute_basics, test_execute_limits,
                         test_execute_files_and_artifacts, test_execute_compile_error,
                         test_bad_input, test_sandbox_lifecycle_and_ownership,
-                        test_sandbox_idle_expiry, test_audit_and_metrics])
+                        test_sandbox_idle_expiry, test_audit_and_metrics,
+                        test_admission_limits])
     finally:
         teardown()
     sys.exit(rc)
