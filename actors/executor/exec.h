@@ -20,6 +20,8 @@
 #include "protocols/msgs.h"
 #include "sandbox.h"
 
+#include <jansson.h>
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -31,6 +33,9 @@
 typedef struct sb__xstate sb__xstate_t;
 typedef struct sb__xsbx sb__xsbx_t;
 typedef struct sb__xrun sb__xrun_t;
+typedef struct sb__xkern sb__xkern_t;
+typedef struct sb__xkreq sb__xkreq_t;
+typedef struct sb__xkx sb__xkx_t;
 
 /* Sandbox entry states: CREATING -> READY -> DESTROYING -> (freed in the destroy callback).
  * CREATING -> DESTROYING when the actor stops, or the engine fails the creation (then the
@@ -46,10 +51,11 @@ struct sb__xsbx {
     sb_sandbox_t *sb;            /* set once created; valid until the destroy callback */
     const sb_plugin_t *plugin;   /* of runtime, or NULL */
     bool oneshot, warm, lost;
+    bool runs_done;              /* a RUN used it: its kernel is no longer fresh for a one-shot */
     uint64_t created_ms;
     sb_sandbox_limits_t lim;
     char **env;                  /* the sandbox's environment for every run (NULL-terminated) */
-    sb_sandbox_run_t *kernel;    /* warm kernel process, or NULL */
+    sb__xkern_t *kernels;        /* warm kernels, one per language (exec_kernel.c) */
     bool reply_create;           /* an SBX_CREATE waits for SBX_INFO */
     sb_replyto_t create_to;
     sb_replyto_t *destroy_to;    /* SBX_DESTROY requests waiting for the engine */
@@ -68,6 +74,8 @@ struct sb__xstate {
     uv_timer_t tick;
     uv_check_t flush;            /* coalesced OUTPUT chunks go out once per loop iteration */
     uv_idle_t retry;             /* keeps the loop turning while replies wait for room */
+    uv_timer_t ktimer;           /* the earliest deadline of a kernel request */
+    sb__xkx_t *kxs;              /* KERNEL_EXEC requests with replies still to send */
     bool handles_open, stopping;
     sb__xsbx_t *sbxs;
     size_t nsbx;                 /* entries in the table, one-shot ones included */
@@ -100,6 +108,41 @@ void sb__x_flush(sb__xstate_t *x);
 /* The actor stops: runs not started yet are failed. */
 void sb__x_runs_stop(sb__xstate_t *x);
 void sb__x_runs_free(sb__xstate_t *x);
+
+/* Start the flush check: coalesced output goes out at the end of this loop iteration. */
+void sb__x_flush_schedule(sb__xstate_t *x);
+
+/* exec_kernel.c: warm kernels (one process per sandbox and language speaking the JSON-lines
+ * protocol of docs/plugins.md), their requests, and KERNEL_EXEC / KERNEL_INTERRUPT /
+ * KERNEL_CONTEXT.  A kernel request is queued on its kernel and written when the kernel has
+ * answered the one before; it ends exactly once, through on_end. */
+typedef struct {
+    int err;                  /* 0: the kernel answered; else SB_ETIMEDOUT, SB_EIO (the kernel
+                                 died), SB_ECANCELED (never ran), SB_ECLOSED (sandbox gone) */
+    const char *status;       /* execute: "ok", "error", "output_limit", "timeout", "crashed",
+                                 "canceled" */
+    const char *msg;          /* err != 0: what happened, in words for the caller */
+    json_t *reply;            /* the kernel's last event (done, context, ok, error): borrowed */
+    const sb_run_result_t *kres; /* the kernel process's end, if it ended during the request */
+    uint64_t execution_count;
+    uint64_t duration_us;
+} sb__xkend_t;
+typedef struct {
+    /* an event of an execute: type "stdout", "stderr", "result" or "error"; ev borrowed */
+    void (*on_event)(void *ud, const char *type, json_t *ev);
+    void (*on_end)(void *ud, const sb__xkend_t *e);
+} sb__xkcb_t;
+/* sb__x_kern_get finds the live kernel of plugin p in s, or (start) starts one. */
+int sb__x_kern_get(sb__xsbx_t *s, const sb_plugin_t *p, bool start, sb__xkern_t **out);
+/* sb__x_kern_submit queues req (stolen; "id" is set here) on k.  output_max 0: none. */
+sb__xkreq_t *sb__x_kern_submit(sb__xkern_t *k, json_t *req, uint64_t timeout_ms,
+                               uint64_t output_max, const sb__xkcb_t *cb, void *ud);
+int sb__x_kern_pid(const sb__xkern_t *k);
+/* Kill every kernel of s (the sandbox is going): their requests end with SB_ECLOSED. */
+void sb__x_kerns_kill(sb__xsbx_t *s);
+int sb__x_handle_kernel(sb__xstate_t *x, const sb_msg_t *m);
+bool sb__x_kern_flush(sb__xstate_t *x); /* true: replies still wait for room */
+void sb__x_kern_stop(sb__xstate_t *x);
 
 /* exec_files.c */
 int sb__x_handle_file(sb__xstate_t *x, const sb_msg_t *m);

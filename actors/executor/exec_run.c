@@ -7,7 +7,9 @@
  *   WRITING    RUN: the source file and `files` are being written (in parallel)
  *   COMPILING  RUN of a compiled runtime: compile_cmd runs with the compile limits
  *   SNAPSHOT   RUN with artifacts: /home/user is listed before the program starts
- *   RUNNING    run_cmd (RUN) or argv (CMD) runs; output is coalesced into chunks
+ *   RUNNING    run_cmd (RUN) or argv (CMD) runs; output is coalesced into chunks -- or, for
+ *              a one-shot RUN in a warm sandbox whose kernel is up, the code runs in that
+ *              kernel (xr_route decides; exec_kernel.c speaks to it)
  *   ARTIFACTS  RUN with artifacts: /home/user is listed again, new or changed files read
  *   SENDING    the final reply is encoded; it leaves with the last chunks, then the run is freed
  * A run belongs to x->runs from its request until its final reply is sent (or dropped), and to
@@ -90,6 +92,14 @@ struct sb__xrun {
     sb_run_result_t res; /* scalars; out/err are copied to the buffers below */
     sb_buf_t out, err, compile;
     bool compile_failed, ran;
+    /* through the warm kernel (xr_route) */
+    bool via_kernel, k_errored;
+    size_t req_env_n;
+    uint64_t req_memory_mb;
+    int k_exit;
+    uint64_t k_cpu0_ns;
+    xr_file_t *figs;
+    size_t nfigs;
     /* streaming: pending chunks per stream (0 stdout or terminal, 1 stderr) */
     sb_buf_t pend[2];
     /* artifacts */
@@ -152,6 +162,7 @@ xr_free(sb__xrun_t *r)
     sb_buf_fini(&r->pend[1]);
     xr_files_free(r->snap, r->nsnap);
     xr_files_free(r->arts, r->narts);
+    xr_files_free(r->figs, r->nfigs);
     free(r);
 }
 
@@ -242,13 +253,18 @@ xr_idle_cb(uv_idle_t *h)
     (void)h; /* only keeps the loop from blocking while replies wait for room */
 }
 
+void
+sb__x_flush_schedule(sb__xstate_t *x)
+{
+    if (x->handles_open)
+        uv_check_start(&x->flush, xr_flush_cb);
+}
+
 static void
 xr_schedule(sb__xrun_t *r)
 {
-    sb__xstate_t *x = r->x;
     r->dirty = true;
-    if (x->handles_open)
-        uv_check_start(&x->flush, xr_flush_cb);
+    sb__x_flush_schedule(r->x);
 }
 
 void
@@ -269,6 +285,8 @@ sb__x_flush(sb__xstate_t *x)
             blocked = dirty = true;
         }
     }
+    if (sb__x_kern_flush(x))
+        blocked = dirty = true;
     if (!x->handles_open)
         return;
     if (!dirty)
@@ -377,11 +395,11 @@ xr_encode_result(sb__xrun_t *r)
     sb_buf_t arts;
     msgpack_packer pk;
     sb_buf_init(&arts, 0);
-    if (r->narts) {
+    if (r->narts + r->nfigs) {
         sb_codec_packer(&pk, &arts);
-        msgpack_pack_array(&pk, r->narts);
-        for (size_t i = 0; i < r->narts; i++) {
-            xr_file_t *f = &r->arts[i];
+        msgpack_pack_array(&pk, r->narts + r->nfigs);
+        for (size_t i = 0; i < r->narts + r->nfigs; i++) {
+            xr_file_t *f = i < r->narts ? &r->arts[i] : &r->figs[i - r->narts];
             const char *p = f->path;
             if (strncmp(p, "/home/user/", 11) == 0)
                 p += 11;
@@ -410,6 +428,7 @@ xr_encode_result(sb__xrun_t *r)
         .error = sb_str(r->final_msg),
         .pid = (uint64_t)(r->pid > 0 ? r->pid : 0),
         .sandbox = sb_str(r->sandbox_id),
+        .kernel = r->via_kernel,
     };
     if (!r->ran && !r->final_msg[0] && r->res.error)
         res.error = sb_str(sb_strerror(r->res.error));
@@ -600,18 +619,233 @@ xr_exec(sb__xrun_t *r, const char *const *argv, bool main, uint64_t timeout_ms,
     return rc;
 }
 
-/* The seam for warm kernels (issue 6): a RUN in a sandbox whose runtime kernel is up could be
- * sent to the kernel (state kept between runs, rich results) instead of starting run_cmd.
- * The kernel protocol belongs to plugins/<name>/kernel*, which is being written; until it is
- * spoken here every RUN goes through run_cmd, so behaviour never depends on a half-done
- * kernel.  This function is where that choice will be made. */
+/* Warm kernels (issue 6): a one-shot RUN -- a leased warm sandbox (the pool's, destroyed after
+ * the run) -- of a runtime whose kernel is already running there is sent to that kernel, so no
+ * interpreter starts on the request path.  Everything the kernel model cannot honour goes
+ * through run_cmd as before: stdin (the kernel's user code reads an empty stdin), args (no
+ * argv), per-run env, a CPU-time or memory limit of the run, a compiled runtime, code that is
+ * not UTF-8 (the protocol is JSON), a sandbox that ran anything before (a long-lived sandbox's
+ * kernel holds a user's state: a RUN there must not see or change it).  `files` are fine:
+ * they are written to /home/user first, as for run_cmd.  The run's RESULT says which way it
+ * went (kernel = true).  What differs from run_cmd, by design: an uncaught exception is exit
+ * code 1 with the traceback on stderr (python: SystemExit(n) is exit code n; bash: the last
+ * status), figures the code shows (matplotlib plt.show() or left open) come back as artifacts
+ * "figure-N.png" (image/png), and the value of a trailing expression is not printed (as with
+ * `python3 main.py`). */
 typedef enum { XR_VIA_RUN_CMD, XR_VIA_KERNEL } xr_route_t;
 
 static xr_route_t
 xr_route(const sb__xrun_t *r)
 {
-    (void)r; /* later: r->s->kernel && !r->plugin->compile_cmd && kernel protocol known */
-    return XR_VIA_RUN_CMD;
+    sb__xkern_t *k;
+    if (r->is_cmd || !r->s || !r->s->warm || !r->destroy_after || r->plugin->compile_cmd ||
+        !r->plugin->kernel_cmd || r->s->plugin != r->plugin || r->in_len || r->nargs ||
+        r->req_env_n || r->cpu_ms || r->req_memory_mb || r->s->runs_done)
+        return XR_VIA_RUN_CMD;
+    if (sb__x_kern_get(r->s, r->plugin, false, &k) < 0)
+        return XR_VIA_RUN_CMD;
+    json_t *probe = json_stringn(r->code_len ? (const char *)r->code : "", r->code_len);
+    if (!probe)
+        return XR_VIA_RUN_CMD;
+    json_decref(probe);
+    return XR_VIA_KERNEL;
+}
+
+static int
+xr_unbase64(const char *in, size_t n, uint8_t *out)
+{
+    static int8_t map[256];
+    static bool init;
+    if (!init) {
+        const char *a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        memset(map, -1, sizeof map);
+        for (int i = 0; a[i]; i++)
+            map[(uint8_t)a[i]] = (int8_t)i;
+        init = true;
+    }
+    uint32_t acc = 0;
+    int bits = 0, len = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)in[i];
+        if (c == '=' || c == '\n' || c == '\r')
+            continue;
+        if (map[c] < 0)
+            return -1;
+        acc = acc << 6 | (uint32_t)map[c];
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[len++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return len;
+}
+
+static void
+xr_k_text(sb__xrun_t *r, int fd, const char *p, size_t n)
+{
+    if (!n)
+        return;
+    if (r->stream) {
+        sb_buf_t *b = &r->pend[fd == 2 ? 1 : 0];
+        if (sb_buf_append(b, p, n) != 0)
+            return;
+        if (b->len >= SB__X_CHUNK_MAX)
+            xr_send_pending(r, true);
+        xr_schedule(r);
+    } else {
+        sb_buf_append(fd == 2 ? &r->err : &r->out, p, n);
+    }
+}
+
+/* xr_k_figure keeps a PNG the kernel sent as an artifact "figure-N.png". */
+static void
+xr_k_figure(sb__xrun_t *r, const char *b64, size_t n)
+{
+    if (r->nfigs >= SB__X_ARTIFACTS_MAX)
+        return;
+    uint8_t *data = sb_xmalloc(n / 4 * 3 + 4);
+    int len = xr_unbase64(b64, n, data);
+    if (len < 0) {
+        free(data);
+        return;
+    }
+    uint64_t used = 0;
+    for (size_t i = 0; i < r->nfigs; i++)
+        used += r->figs[i].len;
+    r->figs = sb_xrealloc(r->figs, (r->nfigs + 1) * sizeof *r->figs);
+    xr_file_t *f = &r->figs[r->nfigs++];
+    char path[64];
+    snprintf(path, sizeof path, "figure-%zu.png", r->nfigs);
+    *f = (xr_file_t){.path = sb_xstrdup(path), .size = (uint64_t)len};
+    if (used + (uint64_t)len <= r->artifacts_max && used + (uint64_t)len <= (2u << 20)) {
+        f->data = data;
+        f->len = (size_t)len;
+    } else {
+        free(data); /* listed, without data: past the artifacts cap */
+    }
+}
+
+static void
+xr_k_event(void *ud, const char *type, json_t *ev)
+{
+    sb__xrun_t *r = ud;
+    if (r->state != XR_RUNNING)
+        return;
+    if (type[0] == 's') {
+        json_t *t = json_object_get(ev, "text");
+        if (json_is_string(t))
+            xr_k_text(r, type[3] == 'o' ? 1 : 2, json_string_value(t), json_string_length(t));
+        return;
+    }
+    if (type[0] == 'r') {
+        json_t *png = json_object_get(json_object_get(ev, "data"), "image/png");
+        if (json_is_string(png) && !json_is_true(json_object_get(ev, "is_main_result")))
+            xr_k_figure(r, json_string_value(png), json_string_length(png));
+        return; /* a trailing expression's value is not output, as with run_cmd */
+    }
+    /* error: what an uncaught exception does to a script */
+    const char *name = json_string_value(json_object_get(ev, "name"));
+    const char *value = json_string_value(json_object_get(ev, "value"));
+    r->k_errored = true;
+    r->k_exit = 1;
+    if (name && (!strcmp(name, "ExitCode") || !strcmp(name, "SystemExit")) && value) {
+        char *end;
+        long v = strtol(value, &end, 10);
+        if (*value && !*end) {
+            r->k_exit = (int)(v & 0xff);
+            return;
+        }
+        if (name[0] == 'S') { /* sys.exit("message"): the message on stderr, status 1 */
+            xr_k_text(r, 2, value, strlen(value));
+            xr_k_text(r, 2, "\n", 1);
+            return;
+        }
+    }
+    json_t *tb = json_object_get(ev, "traceback"), *line;
+    size_t i;
+    if (json_is_array(tb) && json_array_size(tb)) {
+        json_array_foreach(tb, i, line)
+            if (json_is_string(line)) {
+                xr_k_text(r, 2, json_string_value(line), json_string_length(line));
+                xr_k_text(r, 2, "\n", 1);
+            }
+    } else {
+        char buf[600];
+        int n = snprintf(buf, sizeof buf, "%s: %s\n", name ? name : "Error", value ? value : "");
+        xr_k_text(r, 2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+    }
+}
+
+static void
+xr_k_end(void *ud, const sb__xkend_t *e)
+{
+    sb__xrun_t *r = ud;
+    sb__xstate_t *x = r->x;
+    x->running--;
+    r->ran = true;
+    memset(&r->res, 0, sizeof r->res);
+    r->res.execution_time_ms = e->duration_us / 1000;
+    r->res.exit_code = -1;
+    sb_cgroup_stats_t st;
+    if (r->s && r->s->sb &&
+        sb_cgroup_stats(sb_engine_cgroups(x->engine), sb_sandbox_cgroup_name(r->s->sb), &st) == 0) {
+        r->res.cpu_time_ms = st.cpu_usage_ns > r->k_cpu0_ns ? (st.cpu_usage_ns - r->k_cpu0_ns) / 1000000
+                                                            : 0;
+        r->res.memory_peak_bytes = st.memory_peak;
+    }
+    if (e->err == 0) {
+        json_t *ec = json_object_get(e->reply, "exit_code"); /* bash: the cell's last status */
+        r->res.status = SB_RUN_EXITED;
+        r->res.exit_code = json_is_integer(ec) ? (int)(json_integer_value(ec) & 0xff)
+                           : r->k_errored  ? r->k_exit
+                                           : 0;
+        if (!strcmp(e->status, "output_limit")) {
+            r->res.status = SB_RUN_OUTPUT_LIMIT;
+            r->res.exit_code = -1;
+            r->res.out_truncated = true;
+        }
+    } else if (e->err == SB_ETIMEDOUT) {
+        r->res.status = SB_RUN_TIMEOUT;
+    } else if (e->kres && e->err == SB_EIO) {
+        /* the kernel process itself ended (os._exit, process.exit, a crash, OOM): as if the
+         * script's process had */
+        r->res.status = e->kres->status;
+        r->res.exit_code = e->kres->exit_code;
+        r->res.signal = e->kres->signal;
+    } else {
+        r->res.status = SB_RUN_KILLED;
+    }
+    if (r->artifacts_max == 0 || !r->s || r->s->state != SB__XSBX_READY) {
+        xr_finish(r);
+        return;
+    }
+    r->state = XR_ARTIFACTS;
+    if (sb_sandbox_file_list(r->s->sb, "/home/user", XR_LIST_DEPTH, xr_list_cb, r) < 0)
+        xr_finish(r);
+}
+
+static int
+xr_kernel_start(sb__xrun_t *r)
+{
+    sb__xkern_t *k;
+    int rc = sb__x_kern_get(r->s, r->plugin, false, &k);
+    if (rc < 0)
+        return rc;
+    json_t *code = json_stringn(r->code_len ? (const char *)r->code : "", r->code_len);
+    if (!code)
+        return SB_EINVAL;
+    sb_cgroup_stats_t st;
+    const sb_cgroup_sys_t *cg = sb_engine_cgroups(r->x->engine);
+    sb_cgroup_reset_peak(cg, sb_sandbox_cgroup_name(r->s->sb));
+    if (sb_cgroup_stats(cg, sb_sandbox_cgroup_name(r->s->sb), &st) == 0)
+        r->k_cpu0_ns = st.cpu_usage_ns;
+    r->pid = sb__x_kern_pid(k);
+    static const sb__xkcb_t cb = {xr_k_event, xr_k_end};
+    r->x->running++;
+    sb__x_kern_submit(k, json_pack("{s:s,s:o}", "type", "execute", "code", code), r->timeout_ms,
+                      r->output_max, &cb, r);
+    return 0;
 }
 
 static void
@@ -626,8 +860,9 @@ xr_start_main(sb__xrun_t *r)
     if (r->is_cmd) {
         rc = xr_exec(r, (const char *const *)r->argv, true, r->timeout_ms, r->memory_bytes,
                      r->cpu_ms, r->output_max);
+    } else if (r->via_kernel) {
+        rc = xr_kernel_start(r);
     } else {
-        SB_ASSERT(xr_route(r) == XR_VIA_RUN_CMD);
         char **argv = sb_plugin_expand(r->plugin, r->plugin->run_cmd, r->src,
                                        (const char *const *)r->args, r->nargs);
         rc = argv ? xr_exec(r, (const char *const *)argv, true, r->timeout_ms, r->memory_bytes,
@@ -717,10 +952,18 @@ xr_begin(sb__xrun_t *r)
         xr_start_main(r);
         return;
     }
+    r->via_kernel = xr_route(r) == XR_VIA_KERNEL;
+    r->s->runs_done = true;
     r->state = XR_WRITING;
-    r->writes_left = 1 + r->nfiles;
+    /* through the kernel the code travels in the request: no source file to write */
+    r->writes_left = (r->via_kernel ? 0 : 1) + r->nfiles;
+    if (r->writes_left == 0) {
+        r->state = XR_SNAPSHOT;
+        xr_step(r);
+        return;
+    }
     sb_sandbox_t *sb = r->s->sb;
-    for (size_t i = 0; i <= r->nfiles; i++) {
+    for (size_t i = r->via_kernel ? 1 : 0; i <= r->nfiles; i++) {
         int rc = i == 0 ? sb_sandbox_file_write(sb, r->src, r->code, r->code_len, 0644, false,
                                                 xr_written, r)
                         : sb_sandbox_file_write(sb, r->files[i - 1].path, r->files[i - 1].data,
@@ -901,6 +1144,8 @@ sb__x_handle_run(sb__xstate_t *x, const sb_msg_t *m)
                                                   : (uint64_t)c->executor_default_timeout_ms,
                                 (uint64_t)c->executor_max_timeout_ms);
     r->cpu_ms = req.cpu_ms;
+    r->req_env_n = nenv;
+    r->req_memory_mb = req.memory_mb;
     r->memory_bytes = sb__x_clamp(req.memory_mb << 20,
                                   p->run_memory_mb ? p->run_memory_mb << 20 : s->lim.memory_bytes,
                                   (uint64_t)c->executor_max_memory_mb << 20);

@@ -1,7 +1,8 @@
 /*
  * executor.c: the executor actor -- the sandboxes of this host on the bus (contract:
  * protocols/executor.def).  This file holds the actor's life (init, stop, fini), the
- * message dispatch, the sandbox table (SBX_CREATE, SBX_DESTROY, warm kernels) and the 1 s
+ * message dispatch, the sandbox table (SBX_CREATE, SBX_DESTROY; a warm sandbox starts its
+ * runtime's kernel at once, exec_kernel.c) and the 1 s
  * sampler (MON_SANDBOX per sandbox, NODE_CAPACITY); runs live in exec_run.c, file
  * operations and artifacts in exec_files.c.
  *
@@ -211,7 +212,7 @@ x_sbx_destroyed(void *ud)
     sb__xsbx_t *s = ud;
     sb__xstate_t *x = s->x;
     x->engine_live--;
-    SB_ASSERT(s->runs == NULL);
+    SB_ASSERT(s->runs == NULL && s->kernels == NULL);
     sb_exec_ack_t ack = {.id = sb_str(s->id)};
     for (size_t i = 0; i < s->ndestroy; i++) {
         sb_buf_t *b = sb_actor_scratch(x->a);
@@ -230,96 +231,10 @@ sb__x_sbx_destroy(sb__xsbx_t *s, const char *reason)
     bool creating = s->state == SB__XSBX_CREATING;
     s->state = SB__XSBX_DESTROYING;
     sb_log_debug("SB-EXEC-SBX-DESTROY", "sandbox %s destroyed: %s", s->id, reason);
-    if (s->kernel)
-        sb_run_kill(s->kernel);
+    sb__x_kerns_kill(s);
     /* Still being created: x_sbx_created destroys it once the engine hands it over. */
     if (!creating)
         sb_sandbox_destroy(s->sb, x_sbx_destroyed, s);
-}
-
-static void
-x_kernel_output(sb_sandbox_run_t *r, int fd, const uint8_t *data, size_t len, void *ud)
-{
-    (void)r;
-    (void)fd;
-    (void)data;
-    (void)len;
-    (void)ud; /* the kernel protocol (plugins/<name>/kernel*) is not spoken yet: see exec_run.c */
-}
-
-static void
-x_kernel_done(sb_sandbox_run_t *r, const sb_run_result_t *res, void *ud)
-{
-    sb__xsbx_t *s = ud;
-    (void)r;
-    s->kernel = NULL;
-    if (s->state == SB__XSBX_READY)
-        sb_log_warn("SB-EXEC-KERNEL-END", "warm kernel of %s (%s) ended: %s", s->id, s->runtime,
-                    sb_run_status_name(res->status));
-}
-
-/* Warm sandboxes of a runtime with a kernel start it right away, so the pool hands out a
- * sandbox whose interpreter is already up.  {plugin} in kernel_cmd names the plugin folder,
- * which sandboxes do not see (only /usr and friends are bound in), so the files kernel_cmd
- * names under it are copied into the sandbox's /tmp/.soulbox/ and {plugin} becomes that. */
-static void
-x_kernel_start(sb__xsbx_t *s)
-{
-    const sb_plugin_t *p = s->plugin;
-    char dir[] = "/tmp/.soulbox";
-    size_t n = 0;
-    while (p->kernel_cmd[n])
-        n++;
-    const char **argv = sb_xcalloc(n + 1, sizeof *argv);
-    char **owned = sb_xcalloc(n + 1, sizeof *owned);
-    for (size_t i = 0; i < n; i++) {
-        const char *a = p->kernel_cmd[i], *ph = strstr(a, "{plugin}");
-        if (ph) {
-            size_t len = strlen(a) + sizeof dir;
-            owned[i] = sb_xmalloc(len);
-            snprintf(owned[i], len, "%.*s%s%s", (int)(ph - a), a, dir, ph + 8);
-            argv[i] = owned[i];
-        } else {
-            argv[i] = a;
-        }
-    }
-    /* Copy the plugin folder's kernel files in (bounded: a few small scripts). */
-    bool missing = false;
-    for (size_t i = 0; i < n; i++) {
-        const char *slash = argv[i] ? strstr(argv[i], dir) : NULL;
-        if (!slash || !p->dir)
-            continue;
-        const char *rel = slash + sizeof dir; /* past "/tmp/.soulbox/" */
-        char host[1024];
-        snprintf(host, sizeof host, "%s/%s", p->dir, rel);
-        FILE *f = fopen(host, "re");
-        if (!f) {
-            /* the plugin names a kernel file it does not ship (yet): no kernel, plain runs */
-            sb_log_debug("SB-EXEC-KERNEL-MISSING", "%s: no %s; %s starts without a kernel",
-                         s->runtime, host, s->id);
-            missing = true;
-            break;
-        }
-        sb_buf_t b;
-        sb_buf_init(&b, 4u << 20);
-        char chunk[65536];
-        size_t got;
-        while ((got = fread(chunk, 1, sizeof chunk, f)) > 0 && sb_buf_append(&b, chunk, got) == 0)
-            ;
-        fclose(f);
-        sb_sandbox_file_write(s->sb, slash, b.data, b.len, 0644, false, NULL, NULL);
-        sb_buf_fini(&b);
-    }
-    sb_exec_opts_t o = {.argv = argv, .env = (const char *const *)s->env, .keep_stdin = true,
-                        .timeout_ms = 365ull * 24 * 3600 * 1000};
-    int rc = missing ? 0 : sb_sandbox_exec(s->sb, &o, x_kernel_output, x_kernel_done, s, &s->kernel);
-    if (rc < 0)
-        sb_log_warn("SB-EXEC-KERNEL-FAIL", "cannot start the %s kernel in %s: %s", s->runtime,
-                    s->id, sb_strerror(rc));
-    for (size_t i = 0; i < n; i++)
-        free(owned[i]);
-    free(owned);
-    free(argv);
 }
 
 static void
@@ -362,8 +277,11 @@ x_sbx_created(sb_sandbox_t *sb, int status, void *ud)
         return;
     }
     s->state = SB__XSBX_READY;
+    /* A warm (pool) sandbox starts its runtime's kernel now, so the one-shot that leases it
+     * finds the interpreter up (exec_run.c, xr_route). */
+    sb__xkern_t *k;
     if (s->warm && s->plugin && s->plugin->kernel_cmd)
-        x_kernel_start(s);
+        sb__x_kern_get(s, s->plugin, true, &k);
     if (s->reply_create)
         x_reply_info(s);
     sb__x_sbx_ready(s, 0);
@@ -478,6 +396,9 @@ x_handle(sb_actor_t *a, void *state, const sb_msg_t *m)
     case SB_MSG_PROC_RESIZE: return sb__x_handle_proc(x, m);
     case SB_MSG_PROC_LIST: return sb__x_handle_ps(x, m);
     case SB_MSG_FILE_OP: return sb__x_handle_file(x, m);
+    case SB_MSG_KERNEL_EXEC:
+    case SB_MSG_KERNEL_INTERRUPT:
+    case SB_MSG_KERNEL_CONTEXT: return sb__x_handle_kernel(x, m);
     default: return SB_EUNKNOWN_TYPE;
     }
 }
@@ -530,7 +451,8 @@ x_init(sb_actor_t *a, void *state)
     uv_timer_init(sb_actor_loop(a), &x->tick);
     uv_check_init(sb_actor_loop(a), &x->flush);
     uv_idle_init(sb_actor_loop(a), &x->retry);
-    x->tick.data = x->flush.data = x->retry.data = x;
+    uv_timer_init(sb_actor_loop(a), &x->ktimer);
+    x->tick.data = x->flush.data = x->retry.data = x->ktimer.data = x;
     x->handles_open = true;
     uv_timer_start(&x->tick, x_on_tick, X_TICK_MS, X_TICK_MS);
     sb_log_info("SB-EXEC-READY", "executor: %zu runtime(s), at most %lld sandboxes",
@@ -558,6 +480,7 @@ x_stop(sb_actor_t *a, void *state)
         uv_close((uv_handle_t *)&x->tick, NULL);
         uv_close((uv_handle_t *)&x->flush, NULL);
         uv_close((uv_handle_t *)&x->retry, NULL);
+        uv_close((uv_handle_t *)&x->ktimer, NULL);
     }
 }
 
@@ -567,6 +490,7 @@ x_fini(sb_actor_t *a, void *state)
     sb__xstate_t *x = state;
     (void)a;
     sb__x_runs_free(x);
+    sb__x_kern_stop(x);
     if (x->engine_live == 0 && x->nsbx == 0) {
         sb_engine_free(x->engine);
     } else {

@@ -85,6 +85,7 @@ struct sb_run {
     void *ud;
     int pid; /* inside the sandbox, once STARTED came */
     uint64_t timeout_ms, cpu_ms, output_max;
+    bool stream_only;
     sb_buf_t out, err;
     uint64_t out_total, err_total;
     uint64_t start_us, cpu_start_ns, oom_start;
@@ -518,6 +519,11 @@ sbx_run_output(sb_sandbox_run_t *r, int fd, sb_str_t data)
 {
     sb_buf_t *b = fd == 2 ? &r->err : &r->out;
     uint64_t *total = fd == 2 ? &r->err_total : &r->out_total;
+    if (r->stream_only) {
+        if (r->on_output && data.len)
+            r->on_output(r, fd, (const uint8_t *)data.ptr, data.len, r->ud);
+        return;
+    }
     size_t room = r->output_max > b->len ? (size_t)(r->output_max - b->len) : 0;
     size_t keep = data.len < room ? data.len : room;
     *total += data.len;
@@ -625,6 +631,7 @@ sb_sandbox_exec(sb_sandbox_t *sb, const sb_exec_opts_t *o, sb_output_cb on_outpu
     r->timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
     r->cpu_ms = o->cpu_ms;
     r->output_max = o->output_max ? o->output_max : (1u << 20);
+    r->stream_only = o->stream_only;
     sb_buf_init(&r->out, 0);
     sb_buf_init(&r->err, 0);
     sb_cgroup_stats_t st;

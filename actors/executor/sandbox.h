@@ -107,6 +107,8 @@ typedef struct {
     uint32_t nofile;         /* RLIMIT_NOFILE; 0: 1024 */
     uint32_t nproc;          /* RLIMIT_NPROC; 0: the sandbox's pids limit */
     uint64_t fsize;          /* RLIMIT_FSIZE bytes; 0: the disk size */
+    bool stream_only;        /* output goes to on_output only: nothing is kept and output_max
+                                does not apply (long-lived processes: warm kernels) */
     /* Optional: called once when the process has started, with its pid inside the sandbox
      * (not called if it could not start). */
     void (*on_started)(sb_sandbox_run_t *r, int pid, void *ud);
