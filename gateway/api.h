@@ -105,6 +105,27 @@ const char *sb__gw_sandbox_id(const gw_sandbox_t *s);
 void sb__gw_sandbox_touch(gw_ctx_t *ctx, gw_sandbox_t *s);
 void sb__gw_sandboxes_start(gw_ctx_t *ctx);
 void sb__gw_sandboxes_stop(gw_ctx_t *ctx);
+const char *sb__gw_sandbox_owner(const gw_sandbox_t *s);
+const char *sb__gw_sandbox_runtime(const gw_sandbox_t *s);
+/* sb__gw_sandbox_create places and creates a sandbox of `runtime` (an installed plugin name)
+ * owned by p, outside any HTTP request (WebSocket sessions), with idle timeout timeout_s.  cb
+ * runs exactly once, later, on the loop: err 0 and s (listed, recorded, audited as the REST
+ * route does), or err and a message for the client.  SB_ENOTFOUND (runtime not installed) or
+ * a bus error is returned at once, and then cb never runs. */
+typedef void (*gw_sandbox_cb)(gw_ctx_t *ctx, int err, const char *message, gw_sandbox_t *s,
+                              void *ud);
+int sb__gw_sandbox_create(gw_ctx_t *ctx, const gw_principal_t *p, const char *runtime,
+                          int64_t timeout_s, gw_sandbox_cb cb, void *ud);
+/* sb__gw_sandbox_destroy ends s (SBX_DESTROY; record and audit with reason); s leaves the
+ * table when the executor answers.  No-op if it is already being destroyed. */
+void sb__gw_sandbox_destroy(gw_ctx_t *ctx, gw_sandbox_t *s, const char *reason,
+                            const gw_principal_t *p);
+/* sb__gw_sandbox_set_expiry: idle timeout and the end reason the expiry timer records. */
+void sb__gw_sandbox_set_expiry(gw_sandbox_t *s, int64_t timeout_s, const char *reason);
+/* sb__gw_sandbox_watch: cb runs once when s leaves the table (any cause, shutdown included),
+ * while s is still readable; cb NULL stops watching.  One watcher per sandbox. */
+typedef void (*gw_sandbox_gone_cb)(void *ud, gw_sandbox_t *s);
+void sb__gw_sandbox_watch(gw_sandbox_t *s, gw_sandbox_gone_cb cb, void *ud);
 
 /* ---- warm kernels (handlers/kernels.c) ---------------------------------------------------
  * sb__gw_kernel_execute runs code in sandbox s's warm kernel for `language` (the sandbox's
@@ -130,5 +151,21 @@ json_t *sb__gw_result_json(const sb_msg_t *m);
 /* The playground's static files (handlers/static.c): GET /playground and /playground/...,
  * unauthenticated, from playground.dir and playground.vendor_dir (/playground/vendor/...). */
 void sb__gw_static_routes(gw_ctx_t *ctx, sb_http_server_t *srv);
+
+/* Warm kernels, continued (handlers/kernels.c).  sb__gw_kernel_execute_timeout is
+ * sb__gw_kernel_execute with a time limit for the cell (0: the runtime's run timeout); past
+ * it the kernel is killed and the last callback has err SB_ETIMEDOUT.  The last callback's
+ * type says why when err != 0: "timeout", "crashed" (SB_EIO: the kernel died; its state and
+ * contexts are lost, the next execute starts a fresh kernel), "canceled", or "failed" (the
+ * executor refused: unknown context or language, sandbox gone, ...).  sb__gw_kernel_error
+ * gives that reason in words; valid during such a callback (loop thread only). */
+int sb__gw_kernel_execute_timeout(gw_ctx_t *ctx, gw_sandbox_t *s, const char *code, size_t len,
+                                  const char *language, const char *context_id,
+                                  uint64_t timeout_ms, gw_kernel_cb cb, void *ud,
+                                  uint64_t *handle);
+const char *sb__gw_kernel_error(void);
+/* POST .../{id}/execute and the .../{id}/contexts routes, under /api/v1/sandboxes and
+ * /api/v1/containers. */
+void sb__gw_kernel_routes(gw_ctx_t *ctx, sb_http_server_t *srv);
 
 #endif

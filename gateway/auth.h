@@ -81,6 +81,12 @@ typedef void (*sb_auth_cb)(sb_http_req_t *req, const sb_principal_t *p, int err,
  *     static void on_route(sb_http_req_t *req, void *ud) { sb_auth_check(auth, req, on_authed, ud); }
  */
 void sb_auth_check(sb_auth_t *auth, sb_http_req_t *req, sb_auth_cb cb, void *ud);
+/* sb_auth_check_query is sb_auth_check for clients that cannot set headers (a browser's
+ * WebSocket): without an Authorization or X-API-Key header, the credential is read from the
+ * query parameter `param` (e.g. "token").  Same callback contract.  Only for routes that need
+ * it -- a token in a URL ends up in places headers do not (history, proxies' logs). */
+void sb_auth_check_query(sb_auth_t *auth, sb_http_req_t *req, const char *param, sb_auth_cb cb,
+                         void *ud);
 /* sb_auth_require_role: 0 if p's role is at least min (viewer < user < admin), else SB_EPERM. */
 int sb_auth_require_role(const sb_principal_t *p, sb_role_t min);
 /* sb_auth_respond_error answers req for an auth error: SB_EAUTH -> 401 "unauthorized" with

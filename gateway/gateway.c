@@ -25,6 +25,7 @@
 #include "gateway/api.h"
 #include "gateway/auth.h"
 #include "gateway/http.h"
+#include "gateway/ws.h"
 #include "protocols/msgs.h"
 
 #include <jansson.h>
@@ -72,6 +73,7 @@ typedef struct {
     size_t ncounts;
     uv_timer_t report_timer;
     gw_ctx_t ctx; /* what the REST handlers share */
+    sb_ws_t *ws;  /* WebSocket /ws */
 } gw_state_t;
 
 static void gw_health_round(gw_state_t *gs);
@@ -370,7 +372,9 @@ gw_init(sb_actor_t *a, void *state)
     sb__gw_sandbox_routes(&gs->ctx, gs->http);
     sb__gw_file_routes(&gs->ctx, gs->http);
     sb__gw_runtime_routes(&gs->ctx, gs->http);
+    sb__gw_kernel_routes(&gs->ctx, gs->http);
     sb__gw_static_routes(&gs->ctx, gs->http);
+    gs->ws = sb__gw_ws_alloc(&gs->ctx, gs->http);
     if ((r = sb_http_listen(gs->http, cfg->http_host, (int)cfg->http_port)) != 0) {
         sb_log_error("SB-GW-LISTEN-FAIL", "cannot listen on %s:%lld: %s", cfg->http_host,
                      (long long)cfg->http_port, sb_strerror(r));
@@ -406,6 +410,7 @@ gw_stop(sb_actor_t *a, void *state)
     (void)a;
     if (gs->report_timer.data && !uv_is_closing((uv_handle_t *)&gs->report_timer))
         uv_close((uv_handle_t *)&gs->report_timer, NULL);
+    sb__gw_ws_stop(gs->ws);
     sb__gw_sandboxes_stop(&gs->ctx);
     if (gs->ctx.auth)
         sb_auth_stop(gs->ctx.auth);
@@ -420,6 +425,8 @@ gw_fini(sb_actor_t *a, void *state)
 {
     gw_state_t *gs = state;
     (void)a;
+    sb__gw_ws_free(gs->ws);
+    gs->ws = NULL;
     if (gs->ctx.auth)
         sb_auth_free(gs->ctx.auth);
     gs->ctx.auth = NULL;

@@ -11,6 +11,12 @@
  * States of a sandbox here: CREATING (placed, SBX_CREATE in flight; not yet listed) ->
  * RUNNING -> DESTROYING (SBX_DESTROY in flight) -> gone (record kept in storage with state
  * "destroyed" or "expired" and its end reason).
+ *
+ * Creation and destruction are also offered to the rest of the gateway (api.h:
+ * sb__gw_sandbox_create / _destroy / _watch / _set_expiry), for WebSocket sessions: their
+ * sandboxes live in the same table, so the REST API lists them and the same expiry timer ends
+ * them, with the reason the session set ("session_expired").  A watcher learns when a sandbox
+ * leaves the table, whatever the cause (delete, expiry, node lost, shutdown).
  */
 #include "gateway/api.h"
 
@@ -35,6 +41,9 @@ struct gw_sandbox {
     int64_t timeout_s;
     json_t *metadata, *limits;
     int destroying;
+    char expiry_reason[32]; /* end reason when the idle timeout ends it ("expired") */
+    gw_sandbox_gone_cb gone_cb;
+    void *gone_ud;
     gw_sandbox_t *next;
 };
 
@@ -79,9 +88,39 @@ sb__gw_sandbox_touch(gw_ctx_t *ctx, gw_sandbox_t *s)
     s->last_ms = sb_now_real_ms();
 }
 
+const char *
+sb__gw_sandbox_owner(const gw_sandbox_t *s)
+{
+    return s->owner;
+}
+
+const char *
+sb__gw_sandbox_runtime(const gw_sandbox_t *s)
+{
+    return s->runtime;
+}
+
+void
+sb__gw_sandbox_set_expiry(gw_sandbox_t *s, int64_t timeout_s, const char *reason)
+{
+    s->timeout_s = timeout_s;
+    snprintf(s->expiry_reason, sizeof s->expiry_reason, "%s", reason ? reason : "expired");
+}
+
+void
+sb__gw_sandbox_watch(gw_sandbox_t *s, gw_sandbox_gone_cb cb, void *ud)
+{
+    s->gone_cb = cb;
+    s->gone_ud = ud;
+}
+
 static void
 sbx_unlink(gw_ctx_t *ctx, gw_sandbox_t *s)
 {
+    gw_sandbox_gone_cb cb = s->gone_cb;
+    s->gone_cb = NULL;
+    if (cb)
+        cb(s->gone_ud, s);
     for (gw_sandbox_t **pp = &ctx->sandboxes; *pp; pp = &(*pp)->next)
         if (*pp == s) {
             *pp = s->next;
@@ -152,16 +191,24 @@ typedef struct {
     int has_p;
 } sbx_kill_t;
 
+/* sbx_expired: reason is the sandbox's idle-timeout reason ("expired", "session_expired"). */
+static int
+sbx_expired(const gw_sandbox_t *s, const char *reason)
+{
+    return !strcmp(reason, "expired") || (s->expiry_reason[0] && !strcmp(reason, s->expiry_reason));
+}
+
 static void
 sbx_destroyed(gw_ctx_t *ctx, gw_sandbox_t *s, const char *reason, const gw_principal_t *p,
               int lost)
 {
-    const char *state = !strcmp(reason, "expired") ? "expired" : lost ? "lost" : "destroyed";
+    int expired = sbx_expired(s, reason);
+    const char *state = expired ? "expired" : lost ? "lost" : "destroyed";
     sbx_record(ctx, s, state, reason);
     sbx_release(ctx, s);
     json_t *ev = json_pack("{s:s,s:s,s:s}", "sandbox_id", s->id, "reason", reason, "owner",
                            s->owner);
-    sb__gw_audit(ctx, !strcmp(reason, "expired") ? "sandbox.expired" : "sandbox.killed", p, ev);
+    sb__gw_audit(ctx, expired ? "sandbox.expired" : "sandbox.killed", p, ev);
     sbx_unlink(ctx, s);
 }
 
@@ -207,6 +254,14 @@ sbx_destroy(gw_ctx_t *ctx, gw_sandbox_t *s, const char *reason, const gw_princip
     return r;
 }
 
+void
+sb__gw_sandbox_destroy(gw_ctx_t *ctx, gw_sandbox_t *s, const char *reason,
+                       const gw_principal_t *p)
+{
+    if (!s->destroying)
+        sbx_destroy(ctx, s, reason, p);
+}
+
 static void
 sbx_on_expiry(uv_timer_t *t)
 {
@@ -215,9 +270,10 @@ sbx_on_expiry(uv_timer_t *t)
     for (gw_sandbox_t *s = ctx->sandboxes, *next; s; s = next) {
         next = s->next;
         if (!s->destroying && now >= s->last_ms + (uint64_t)s->timeout_s * 1000) {
-            sb_log_info("SB-GW-SANDBOX-EXPIRED", "sandbox %s idle for %llds: destroying", s->id,
-                        (long long)s->timeout_s);
-            sbx_destroy(ctx, s, "expired", NULL);
+            sb_log_info("SB-GW-SANDBOX-EXPIRED", "sandbox %s idle for %llds: destroying (%s)",
+                        s->id, (long long)s->timeout_s,
+                        s->expiry_reason[0] ? s->expiry_reason : "expired");
+            sbx_destroy(ctx, s, s->expiry_reason[0] ? s->expiry_reason : "expired", NULL);
         }
     }
 }
@@ -248,7 +304,13 @@ sb__gw_sandboxes_stop(gw_ctx_t *ctx)
 
 /* ---- create ---------------------------------------------------------------------------- */
 
-typedef struct {
+/* One creation in flight: PLACE (scheduler) -> SBX_CREATE (executor) -> listed.  done runs
+ * exactly once; for the REST route it answers the request (req), for sb__gw_sandbox_create it
+ * calls the caller's callback. */
+typedef struct sbx_new sbx_new_t;
+typedef void (*sbx_new_done_t)(sbx_new_t *n, int err, const sb_msg_t *m, const char *what,
+                               gw_sandbox_t *s);
+struct sbx_new {
     gw_ctx_t *ctx;
     gw_principal_t p;
     json_t *body;
@@ -257,7 +319,11 @@ typedef struct {
     sb_buf_t env, limits;
     json_t *limits_json;
     uint64_t lease, node;
-} sbx_new_t;
+    sbx_new_done_t done;
+    sb_http_req_t *req;
+    gw_sandbox_cb cb;
+    void *ud;
+};
 
 static void
 sbx_new_free(sbx_new_t *n)
@@ -270,17 +336,19 @@ sbx_new_free(sbx_new_t *n)
 }
 
 static void
-sbx_on_created(gw_ctx_t *ctx, sb_http_req_t *req, int status, const sb_msg_t *m, void *ud)
+sbx_on_created(sb_actor_t *a, int status, const sb_msg_t *m, void *ud)
 {
     sbx_new_t *n = ud;
+    gw_ctx_t *ctx = n->ctx;
     sb_sbx_info_t info;
+    (void)a;
     if (status != 0 || sb_sbx_info_decode(m, &info) != 0) {
         sb_release_t rel = {.lease = n->lease};
         sb_buf_t *b = sb_actor_scratch(ctx->actor);
         if (sb_release_encode(&rel, b) == 0)
             sb_actor_send(ctx->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_RELEASE, 0, 0, 0,
                           b->data, b->len);
-        sb__gw_fail(req, status ? status : SB_EBADMSG, m, "executor");
+        n->done(n, status ? status : SB_EBADMSG, m, "executor", NULL);
         sbx_new_free(n);
         return;
     }
@@ -294,26 +362,28 @@ sbx_on_created(gw_ctx_t *ctx, sb_http_req_t *req, int status, const sb_msg_t *m,
     s->created_ms = info.created_ms ? info.created_ms : sb_now_real_ms();
     s->last_ms = sb_now_real_ms();
     s->timeout_s = n->timeout_s;
-    json_t *md = json_object_get(n->body, "metadata");
-    s->metadata = md ? json_incref(md) : json_object();
-    s->limits = json_incref(n->limits_json);
+    json_t *md = n->body ? json_object_get(n->body, "metadata") : NULL;
+    s->metadata = md && json_is_object(md) ? json_incref(md) : json_object();
+    s->limits = n->limits_json ? json_incref(n->limits_json) : json_object();
     s->next = ctx->sandboxes;
     ctx->sandboxes = s;
     sbx_record(ctx, s, "running", NULL);
     sb__gw_audit(ctx, "sandbox.created", &n->p,
                  json_pack("{s:s,s:s,s:s}", "sandbox_id", s->id, "runtime", s->runtime, "node",
                            s->node_name));
-    sb_http_respond_json(req, 201, sbx_json(s, "running"));
+    n->done(n, 0, NULL, NULL, s);
     sbx_new_free(n);
 }
 
 static void
-sbx_on_place(gw_ctx_t *ctx, sb_http_req_t *req, int status, const sb_msg_t *m, void *ud)
+sbx_on_place(sb_actor_t *a, int status, const sb_msg_t *m, void *ud)
 {
     sbx_new_t *n = ud;
+    gw_ctx_t *ctx = n->ctx;
     sb_lease_t l;
+    (void)a;
     if (status != 0 || sb_lease_decode(m, &l) != 0) {
-        sb__gw_fail(req, status ? status : SB_EBADMSG, m, "scheduler");
+        n->done(n, status ? status : SB_EBADMSG, m, "scheduler", NULL);
         sbx_new_free(n);
         return;
     }
@@ -326,13 +396,84 @@ sbx_on_place(gw_ctx_t *ctx, sb_http_req_t *req, int status, const sb_msg_t *m, v
     sb_buf_init(&body, 0);
     int r = sb_sbx_create_encode(&c, &body);
     if (r == 0)
-        r = sb__gw_call(ctx, req, (sb_addr_t){l.node, SB_ACTOR_EXECUTOR}, SB_MSG_SBX_CREATE, &body,
-                        30000, sbx_on_created, n);
+        r = sb_actor_request(ctx->actor, (sb_addr_t){l.node, SB_ACTOR_EXECUTOR},
+                             SB_MSG_SBX_CREATE, body.data, body.len, 30000, sbx_on_created, n,
+                             NULL);
     sb_buf_fini(&body);
     if (r) {
-        sb__gw_fail(req, r, NULL, "executor");
+        n->done(n, r, NULL, "executor", NULL);
         sbx_new_free(n);
     }
+}
+
+/* sbx_place starts a creation; on failure n is still the caller's. */
+static int
+sbx_place(sbx_new_t *n)
+{
+    sb_place_t pm = {.runtime = sb_str(n->runtime), .owner = sb_str(n->p.id),
+                     .kind = SB_STR("sandbox")};
+    sb_buf_t body;
+    sb_buf_init(&body, 0);
+    int r = sb_place_encode(&pm, &body);
+    if (r == 0)
+        r = sb_actor_request(n->ctx->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_PLACE, body.data,
+                             body.len, (uint32_t)n->ctx->cfg->api_place_timeout_ms, sbx_on_place,
+                             n, NULL);
+    sb_buf_fini(&body);
+    return r;
+}
+
+static void
+sbx_rest_done(sbx_new_t *n, int err, const sb_msg_t *m, const char *what, gw_sandbox_t *s)
+{
+    if (err)
+        sb__gw_fail(n->req, err, m, what);
+    else
+        sb_http_respond_json(n->req, 201, sbx_json(s, "running"));
+}
+
+static void
+sbx_api_done(sbx_new_t *n, int err, const sb_msg_t *m, const char *what, gw_sandbox_t *s)
+{
+    char text[600] = "";
+    sb_error_t e;
+    if (err) {
+        if (m && (m->flags & SB_MF_ERROR) && sb_error_decode(m, &e) == 0)
+            sb_str_copy(text, sizeof text, e.message);
+        else if (err == SB_ENOROUTE)
+            snprintf(text, sizeof text, "no %s is running", what);
+        else
+            snprintf(text, sizeof text, "%s: %s", what, sb_strerror(err));
+    }
+    n->cb(n->ctx, err, err ? text : NULL, s, n->ud);
+}
+
+int
+sb__gw_sandbox_create(gw_ctx_t *ctx, const gw_principal_t *p, const char *runtime,
+                      int64_t timeout_s, gw_sandbox_cb cb, void *ud)
+{
+    const sb_plugin_t *pl = ctx->plugins ? sb_plugins_find(ctx->plugins, runtime) : NULL;
+    msgpack_packer pk;
+    if (!pl || !pl->installed)
+        return SB_ENOTFOUND;
+    sbx_new_t *n = sb_xcalloc(1, sizeof *n);
+    n->ctx = ctx;
+    n->p = *p;
+    n->runtime = pl->name;
+    n->timeout_s = timeout_s;
+    n->done = sbx_api_done;
+    n->cb = cb;
+    n->ud = ud;
+    sb_buf_init(&n->env, 0);
+    sb_buf_init(&n->limits, 0);
+    sb_codec_packer(&pk, &n->env);
+    msgpack_pack_array(&pk, 0);
+    sb_codec_packer(&pk, &n->limits);
+    msgpack_pack_map(&pk, 0);
+    int r = sbx_place(n);
+    if (r)
+        sbx_new_free(n);
+    return r;
 }
 
 static void
@@ -345,6 +486,8 @@ sbx_create(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p)
     msgpack_packer pk;
     n->ctx = ctx;
     n->p = *p;
+    n->req = req;
+    n->done = sbx_rest_done;
     n->timeout_s = cfg->api_default_sandbox_timeout_s;
     sb_buf_init(&n->env, 0);
     sb_buf_init(&n->limits, 0);
@@ -398,14 +541,7 @@ sbx_create(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p)
         if (vals[i])
             json_object_set_new(n->limits_json, names[i], json_integer(vals[i]));
     }
-    sb_place_t pm = {.runtime = sb_str(pl->name), .owner = sb_str(p->id), .kind = SB_STR("sandbox")};
-    sb_buf_t body;
-    sb_buf_init(&body, 0);
-    int r = sb_place_encode(&pm, &body);
-    if (r == 0)
-        r = sb__gw_call(ctx, req, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_PLACE, &body,
-                        (uint32_t)cfg->api_place_timeout_ms, sbx_on_place, n);
-    sb_buf_fini(&body);
+    int r = sbx_place(n);
     if (r == 0)
         return;
     sb__gw_fail(req, r, NULL, "scheduler");
