@@ -659,6 +659,8 @@ sb__gw_result_json(const sb_msg_t *m)
     json_object_set_new(o, "truncated_streams", trunc);
     if (r.error.len)
         json_object_set_new(o, "error", json_stringn(r.error.ptr, r.error.len));
+    if (r.kernel) /* ran in the warm sandbox's kernel: no interpreter start (executor.def) */
+        json_object_set_new(o, "kernel", json_true());
     /* artifacts: [[path, mime, size, data bin], ...] -> objects with base64 data */
     json_t *arts = json_array();
     if (r.artifacts.len) {

@@ -152,5 +152,20 @@ json_t *sb__gw_result_json(const sb_msg_t *m);
  * unauthenticated, from playground.dir and playground.vendor_dir (/playground/vendor/...). */
 void sb__gw_static_routes(gw_ctx_t *ctx, sb_http_server_t *srv);
 
+/* Warm kernels, continued (handlers/kernels.c).  sb__gw_kernel_execute_timeout is
+ * sb__gw_kernel_execute with a time limit for the cell (0: the runtime's run timeout); past
+ * it the kernel is killed and the last callback has err SB_ETIMEDOUT.  The last callback's
+ * type says why when err != 0: "timeout", "crashed" (SB_EIO: the kernel died; its state and
+ * contexts are lost, the next execute starts a fresh kernel), "canceled", or "failed" (the
+ * executor refused: unknown context or language, sandbox gone, ...).  sb__gw_kernel_error
+ * gives that reason in words; valid during such a callback (loop thread only). */
+int sb__gw_kernel_execute_timeout(gw_ctx_t *ctx, gw_sandbox_t *s, const char *code, size_t len,
+                                  const char *language, const char *context_id,
+                                  uint64_t timeout_ms, gw_kernel_cb cb, void *ud,
+                                  uint64_t *handle);
+const char *sb__gw_kernel_error(void);
+/* POST .../{id}/execute and the .../{id}/contexts routes, under /api/v1/sandboxes and
+ * /api/v1/containers. */
+void sb__gw_kernel_routes(gw_ctx_t *ctx, sb_http_server_t *srv);
 
 #endif

@@ -372,6 +372,7 @@ gw_init(sb_actor_t *a, void *state)
     sb__gw_sandbox_routes(&gs->ctx, gs->http);
     sb__gw_file_routes(&gs->ctx, gs->http);
     sb__gw_runtime_routes(&gs->ctx, gs->http);
+    sb__gw_kernel_routes(&gs->ctx, gs->http);
     sb__gw_static_routes(&gs->ctx, gs->http);
     gs->ws = sb__gw_ws_alloc(&gs->ctx, gs->http);
     if ((r = sb_http_listen(gs->http, cfg->http_host, (int)cfg->http_port)) != 0) {
