@@ -36,6 +36,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -53,6 +55,12 @@
 #define SBX_CHILD_STACK (64 * 1024)
 #define SBX_GRACE_MS 2000     /* after a per-run kill, before killing the whole sandbox */
 #define SBX_CPU_TICK_MS 50
+#define SBX_PREP 2 /* prepared slots (state dir + cgroup) and network namespaces kept ready */
+
+/* The limits a prepared cgroup is created with: sb_sandbox_create's defaults. */
+#define SBX_DEF_MEMORY (512ull << 20)
+#define SBX_DEF_PIDS 256
+#define SBX_DEF_CPU 100
 
 struct sb_engine {
     uv_loop_t *loop;
@@ -64,6 +72,17 @@ struct sb_engine {
     uint32_t uid_base, slots, next_slot;
     unsigned long long self_start; /* our start time, recorded as the owner of our slots */
     int live;
+    /* Prepared resources (see "preparation" below).  Everything from here down to
+     * prep_ready is guarded by prep_mu; next_slot too, once the thread runs. */
+    uv_mutex_t prep_mu;
+    uv_cond_t prep_cv;
+    uv_thread_t prep_thread;
+    bool prep_started, prep_stop, prep_slot_fail, netns_off;
+    int netns[SBX_PREP], n_netns;
+    uint32_t ready[SBX_PREP];
+    int n_ready;
+    int netns_err; /* why network namespaces cannot be prepared (logged once), or 0 */
+    bool netns_logged;
 };
 
 typedef enum { SBX_CREATING, SBX_READY, SBX_DYING } sbx_state_t;
@@ -121,6 +140,8 @@ struct sb_sandbox {
     uint64_t next_id;
     sb_sandbox_limits_t lim;
 };
+
+static void sbx_slot_release(sb_engine_t *e, uint32_t slot);
 
 static const char *const sbx_status_names[] = {"exited", "signaled", "timeout", "cpu_limit",
                                               "memory_limit", "output_limit", "killed", "lost"};
@@ -192,6 +213,7 @@ sb_engine_new(uv_loop_t *loop, const sb_engine_config_t *cfg, sb_engine_t **out)
         cfg = &def;
     sb_engine_t *e = sb_xcalloc(1, sizeof *e);
     e->loop = loop;
+    SB_ASSERT(uv_mutex_init(&e->prep_mu) == 0 && uv_cond_init(&e->prep_cv) == 0);
     e->uid_base = cfg->uid_base ? cfg->uid_base : 200000;
     e->slots = cfg->uid_slots ? cfg->uid_slots : 4096;
     e->next_slot = (uint32_t)getpid() % e->slots;
@@ -236,6 +258,19 @@ sb_engine_free(sb_engine_t *e)
     if (!e)
         return;
     SB_ASSERT(e->live == 0);
+    if (e->prep_started) {
+        uv_mutex_lock(&e->prep_mu);
+        e->prep_stop = true;
+        uv_cond_signal(&e->prep_cv);
+        uv_mutex_unlock(&e->prep_mu);
+        uv_thread_join(&e->prep_thread);
+    }
+    for (int i = 0; i < e->n_netns; i++)
+        close(e->netns[i]);
+    for (int i = 0; i < e->n_ready; i++)
+        sbx_slot_release(e, e->ready[i]);
+    uv_cond_destroy(&e->prep_cv);
+    uv_mutex_destroy(&e->prep_mu);
     free(e);
 }
 
@@ -1190,6 +1225,158 @@ sbx_write_file(const char *path, const char *s)
     return n == (ssize_t)strlen(s) ? 0 : (n < 0 ? -e : -EIO);
 }
 
+/* ---- preparation ------------------------------------------------------------------------
+ *
+ * What a sandbox needs from the host before clone() -- a uid slot (its state dir and owner
+ * file), a cgroup (five directories and six limit files on v1) and, above all, a network
+ * namespace (≈0.5–1 ms with long tails, DESIGN.md §2) -- is made ahead of demand by one
+ * preparation thread, SBX_PREP of each, and replaced while the sandbox that took them starts.
+ * sb_sandbox_create falls back to making them itself when none is ready.  The thread starts
+ * with the first sandbox (a one-shot `soulbox run` never waits for it) and is joined, its
+ * leftovers released, by sb_engine_free.
+ *
+ * A prepared network namespace is owned by the host's user namespace, not the sandbox's:
+ * its lo is brought up here, and root inside the sandbox has no CAP_NET_ADMIN over it at all
+ * (stricter than a namespace created by clone(), where it could reconfigure lo).  Each one
+ * serves exactly one sandbox; none is reused. */
+
+/* sbx_slot_take reserves a free uid slot: its state dir (mkdir is the lock, atomic across
+ * processes), owner file and cgroup, created with limits cl.  Any thread. */
+static int
+sbx_slot_take(sb_engine_t *e, const sb_cgroup_limits_t *cl, uint32_t *out)
+{
+    char dir[320], p[400], buf[64], cg[32];
+    uv_mutex_lock(&e->prep_mu);
+    uint32_t start = e->next_slot, slot = 0, s;
+    uv_mutex_unlock(&e->prep_mu);
+    for (s = 0; s < e->slots; s++) {
+        slot = (start + s) % e->slots;
+        snprintf(dir, sizeof dir, "%s/%u", e->sb_dir, slot);
+        if (mkdir(dir, 0700) == 0)
+            break;
+        if (errno != EEXIST)
+            return -errno;
+    }
+    if (s == e->slots)
+        return SB_ELIMIT;
+    uv_mutex_lock(&e->prep_mu);
+    e->next_slot = slot + 1;
+    uv_mutex_unlock(&e->prep_mu);
+    snprintf(p, sizeof p, "%s/owner", dir);
+    snprintf(buf, sizeof buf, "%d %llu\n", (int)getpid(), e->self_start);
+    int rc = sbx_write_file(p, buf);
+    if (rc == 0) {
+        /* a leftover of a crashed owner of this slot is purged first */
+        snprintf(cg, sizeof cg, "sb-%u", slot);
+        rc = sb_cgroup_create(&e->cg, cg, cl);
+        if (rc == SB_EEXIST) {
+            sbx_cgroup_purge(e, cg);
+            rc = sb_cgroup_create(&e->cg, cg, cl);
+        }
+    }
+    if (rc < 0) {
+        unlink(p);
+        rmdir(dir);
+        return rc;
+    }
+    *out = slot;
+    return 0;
+}
+
+/* sbx_slot_release undoes sbx_slot_take for a slot no process ever ran in. */
+static void
+sbx_slot_release(sb_engine_t *e, uint32_t slot)
+{
+    char dir[320], p[400], cg[32];
+    snprintf(cg, sizeof cg, "sb-%u", slot);
+    sbx_cgroup_purge(e, cg);
+    snprintf(dir, sizeof dir, "%s/%u", e->sb_dir, slot);
+    snprintf(p, sizeof p, "%s/owner", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/init", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* sbx_netns_new moves the calling thread into a new network namespace, brings its lo up and
+ * returns an fd to it.  Preparation thread only (the thread stays in the namespace). */
+static int
+sbx_netns_new(void)
+{
+    struct ifreq ifr;
+    if (unshare(CLONE_NEWNET) < 0)
+        return -errno;
+    int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int rc = s < 0 ? -1 : 0;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+    if (rc == 0 && (rc = ioctl(s, SIOCGIFFLAGS, &ifr)) == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    int err = errno;
+    if (s >= 0)
+        close(s);
+    if (rc < 0) {
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+static void
+sbx_prep_main(void *arg)
+{
+    sb_engine_t *e = arg;
+    const sb_cgroup_limits_t def = {SBX_DEF_MEMORY, SBX_DEF_PIDS, SBX_DEF_CPU};
+    uv_mutex_lock(&e->prep_mu);
+    while (!e->prep_stop) {
+        bool want_ns = !e->netns_off && e->n_netns < SBX_PREP;
+        bool want_slot = !e->prep_slot_fail && e->n_ready < SBX_PREP;
+        if (want_slot && (!want_ns || e->n_ready <= e->n_netns)) {
+            uint32_t slot;
+            uv_mutex_unlock(&e->prep_mu);
+            int rc = sbx_slot_take(e, &def, &slot);
+            uv_mutex_lock(&e->prep_mu);
+            if (rc == 0)
+                e->ready[e->n_ready++] = slot;
+            else
+                e->prep_slot_fail = true; /* retried after the next sandbox is created */
+        } else if (want_ns) {
+            uv_mutex_unlock(&e->prep_mu);
+            int fd = sbx_netns_new();
+            uv_mutex_lock(&e->prep_mu);
+            if (fd >= 0) {
+                e->netns[e->n_netns++] = fd;
+            } else {
+                e->netns_off = true; /* e.g. not privileged: never retried */
+                e->netns_err = fd;
+            }
+        } else {
+            uv_cond_wait(&e->prep_cv, &e->prep_mu);
+        }
+    }
+    uv_mutex_unlock(&e->prep_mu);
+}
+
+/* Start the preparation thread if needed and wake it.  Loop thread. */
+static void
+sbx_prep_kick(sb_engine_t *e)
+{
+    if (!e->prep_started) {
+        if (uv_thread_create(&e->prep_thread, sbx_prep_main, e) != 0)
+            return; /* creation then simply makes everything itself */
+        e->prep_started = true;
+        return;
+    }
+    uv_mutex_lock(&e->prep_mu);
+    uv_cond_signal(&e->prep_cv);
+    uv_mutex_unlock(&e->prep_mu);
+}
+
 int
 sb_sandbox_create(sb_engine_t *e, const sb_sandbox_limits_t *lim, sb_sandbox_create_cb cb, void *ud)
 {
@@ -1214,43 +1401,41 @@ sb_sandbox_create(sb_engine_t *e, const sb_sandbox_limits_t *lim, sb_sandbox_cre
     sb->lim = l;
     sb->pidfd = -1;
     sb_buf_init(&sb->in, SB_FRAME_MAX + 4 + 65536);
-    /* 1. a uid slot: mkdir is atomic across processes */
-    uint32_t s;
-    for (s = 0; s < e->slots; s++) {
-        uint32_t slot = (e->next_slot + s) % e->slots;
-        snprintf(sb->state_path, sizeof sb->state_path, "%s/%u", e->sb_dir, slot);
-        if (mkdir(sb->state_path, 0700) == 0) {
-            sb->slot = slot;
-            e->next_slot = slot + 1;
-            break;
-        }
-        if (errno != EEXIST) {
-            rc = -errno;
-            goto fail_free;
-        }
+    /* 1+2. a uid slot with its state dir, owner file and cgroup: a prepared one when there is
+     * one (its cgroup has the default limits), else made here; and a prepared network
+     * namespace, if any. */
+    sb_cgroup_limits_t cl = {l.memory_bytes, l.pids, l.cpu_pct};
+    uint32_t slot = 0;
+    bool prepared = false;
+    int netfd = -1, nerr;
+    uv_mutex_lock(&e->prep_mu);
+    if (e->n_ready > 0) {
+        slot = e->ready[--e->n_ready];
+        prepared = true;
     }
-    if (s == e->slots) {
-        rc = SB_ELIMIT;
+    if (e->n_netns > 0)
+        netfd = e->netns[--e->n_netns];
+    nerr = e->netns_err;
+    e->prep_slot_fail = false;
+    uv_mutex_unlock(&e->prep_mu);
+    if (nerr && !e->netns_logged) {
+        e->netns_logged = true;
+        sb_log_warn("SB-SBX-NETNS-PREP", "cannot prepare network namespaces ahead (%s): each "
+                    "sandbox creates its own at clone()", sb_strerror(nerr));
+    }
+    if (!prepared && (rc = sbx_slot_take(e, &cl, &slot)) < 0) {
+        sb_log_error("SB-SBX-SLOT-FAIL", "cannot reserve a sandbox slot and cgroup: %s",
+                     sb_strerror(rc));
         goto fail_free;
     }
-    snprintf(buf, sizeof buf, "%d %llu\n", (int)getpid(), e->self_start);
-    snprintf(sb->cg_name, sizeof sb->cg_name, "sb-%u", sb->slot);
-    {
-        char p[400];
-        snprintf(p, sizeof p, "%s/owner", sb->state_path);
-        if ((rc = sbx_write_file(p, buf)) < 0)
-            goto fail_slot;
-    }
-    /* 2. the cgroup (a leftover of a crashed owner of this slot is purged first) */
-    sb_cgroup_limits_t cl = {l.memory_bytes, l.pids, l.cpu_pct};
-    rc = sb_cgroup_create(&e->cg, sb->cg_name, &cl);
-    if (rc == SB_EEXIST) {
-        sbx_cgroup_purge(e, sb->cg_name);
-        rc = sb_cgroup_create(&e->cg, sb->cg_name, &cl);
-    }
-    if (rc < 0) {
-        sb_log_error("SB-SBX-CGROUP-FAIL", "cannot create cgroup %s: %s", sb->cg_name, sb_strerror(rc));
-        goto fail_slot;
+    sb->slot = slot;
+    snprintf(sb->state_path, sizeof sb->state_path, "%s/%u", e->sb_dir, slot);
+    snprintf(sb->cg_name, sizeof sb->cg_name, "sb-%u", slot);
+    if (prepared && (cl.memory_bytes != SBX_DEF_MEMORY || cl.pids != SBX_DEF_PIDS ||
+                     cl.cpu_pct != SBX_DEF_CPU) &&
+        (rc = sb_cgroup_set_limits(&e->cg, sb->cg_name, &cl)) < 0) {
+        sb_log_error("SB-SBX-CGROUP-FAIL", "cannot set limits of %s: %s", sb->cg_name, sb_strerror(rc));
+        goto fail_cg;
     }
     /* 3. fds and argv for the child, prepared before clone() */
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
@@ -1281,8 +1466,28 @@ sb_sandbox_create(sb_engine_t *e, const sb_sandbox_limits_t *lim, sb_sandbox_cre
     }
     int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
                 CLONE_NEWNET | CLONE_PIDFD | SIGCHLD;
+    /* A prepared network namespace is entered by this thread just for the clone() (the
+     * namespace is per thread and inherited by the child); nothing else runs on the thread
+     * in between, and it returns to its own namespace right after. */
+    int selfns = -1;
+    if (netfd >= 0) {
+        selfns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (selfns >= 0 && setns(netfd, CLONE_NEWNET) == 0) {
+            flags &= ~CLONE_NEWNET;
+        } else if (selfns >= 0) {
+            close(selfns);
+            selfns = -1;
+        }
+    }
     pid_t pid = clone(sbx_child, stack + SBX_CHILD_STACK, flags, &ca, &pidfd);
     int cerr = errno;
+    if (selfns >= 0) {
+        SB_ASSERT(setns(selfns, CLONE_NEWNET) == 0);
+        close(selfns);
+    }
+    if (netfd >= 0)
+        close(netfd);
+    netfd = -1;
     free(stack);
     close(sv[1]);
     close(devnull);
@@ -1318,6 +1523,8 @@ sb_sandbox_create(sb_engine_t *e, const sb_sandbox_limits_t *lim, sb_sandbox_cre
         rc = -errno;
         goto fail_child;
     }
+    /* While soulbox-init sets up, the preparation thread replaces what we took. */
+    sbx_prep_kick(e);
     /* 5. watch the socket and init's pidfd */
     sb->ctl_fd = sv[0];
     uv_pipe_init(e->loop, &sb->ctl, 0);
@@ -1363,14 +1570,10 @@ fail_fds:
     if (devnull >= 0)
         close(devnull);
 fail_cg:
-    sbx_cgroup_purge(e, sb->cg_name);
-fail_slot: {
-    char op[400];
-    snprintf(op, sizeof op, "%s/owner", sb->state_path);
-    unlink(op);
-    rmdir(sb->state_path);
-}
+    sbx_slot_release(e, sb->slot);
 fail_free:
+    if (netfd >= 0)
+        close(netfd);
     sb_buf_fini(&sb->in);
     free(sb);
     return rc;

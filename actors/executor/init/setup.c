@@ -265,7 +265,9 @@ setup_loopback(void)
     memset(&ifr, 0, sizeof ifr);
     strcpy(ifr.ifr_name, "lo");
     int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
-    if (rc == 0) {
+    /* A namespace the executor prepared ahead comes with lo up, and is owned by the host's
+     * user namespace: we could not change it, and need not. */
+    if (rc == 0 && !(ifr.ifr_flags & IFF_UP)) {
         ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
         rc = ioctl(s, SIOCSIFFLAGS, &ifr);
     }
