@@ -52,6 +52,9 @@
 #define WS_SWEEP_MS 200
 #define WS_PENDING_MAX_MS 30000
 #define WS_HEAD_MAX 8192
+#define WS_CLOSE_WAIT_MS 5000
+/* lws 4.1's private opcode for a close frame (LWS_WRITE_CLOSE left the public enum). */
+#define WS_LWS_WRITE_CLOSE ((enum lws_write_protocol)4)
 
 typedef enum { WC_UPGRADING, WC_OPEN, WC_CLOSING, WC_CLOSED } wc_state_t;
 
@@ -84,6 +87,8 @@ struct ws_conn {
     /* heartbeat */
     uint64_t next_ping_ms, ping_sent_ms;
     int ping_due, awaiting_pong;
+    uint64_t closing_ms;
+    int close_sent;
     void *data; /* the protocol's (ws_session.c) */
     ws_conn_t *next, **pprev;
 };
@@ -225,10 +230,9 @@ sb__ws_close(ws_conn_t *c, int code, const char *reason)
     c->state = WC_CLOSING;
     c->close_code = code;
     snprintf(c->close_reason, sizeof c->close_reason, "%s", reason ? reason : "");
-    ws_rx(c, 0);
+    c->closing_ms = ws_now_ms();
     lws_callback_on_writable(c->wsi);
-    /* A peer that does not read never lets the close frame out: bound the wait. */
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+    /* A peer that does not read never lets the close frame out: ws_sweep bounds the wait. */
 }
 
 int
@@ -296,10 +300,19 @@ ws_writeable(ws_conn_t *c)
             lws_callback_on_writable(c->wsi);
         return 0;
     }
-    if (c->state == WC_CLOSING) {
-        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                         (unsigned char *)c->close_reason, strlen(c->close_reason));
-        return -1;
+    if (c->state == WC_CLOSING && !c->close_sent) {
+        /* The close frame by hand: in lws 4.1.6, lws_close_reason + returning -1 from
+         * SERVER_WRITEABLE drops the socket without sending it (seen with python websockets:
+         * "no close frame received").  The peer answers with its close; lws then closes. */
+        unsigned char buf[LWS_PRE + 2 + sizeof c->close_reason];
+        size_t rl = strlen(c->close_reason);
+        buf[LWS_PRE] = (unsigned char)(c->close_code >> 8);
+        buf[LWS_PRE + 1] = (unsigned char)(c->close_code & 0xff);
+        memcpy(buf + LWS_PRE + 2, c->close_reason, rl);
+        c->close_sent = 1;
+        if (lws_write(c->wsi, buf + LWS_PRE, 2 + rl, WS_LWS_WRITE_CLOSE) < 0)
+            return -1;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
     }
     return 0;
 }
@@ -433,14 +446,20 @@ ws_sweep(uv_timer_t *t)
             ws_conn_free(c); /* the client left before the hand-over */
             continue;
         }
+        if (c->state == WC_CLOSING && c->wsi && c->closing_ms &&
+            now - c->closing_ms > WS_CLOSE_WAIT_MS) {
+            c->closing_ms = 0;
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            continue;
+        }
         if (c->state != WC_OPEN)
             continue;
         if (c->awaiting_pong && now - c->ping_sent_ms >= timeout) {
             sb_log_info("SB-WS-PONG-TIMEOUT", "connection of %s: no pong in %llu ms; dropped",
                         c->p.id, (unsigned long long)timeout);
+            /* No close handshake: a peer that does not pong would not answer it either, and
+             * lws would wait for its close ack.  The socket is simply dropped. */
             c->state = WC_CLOSING;
-            lws_close_reason(c->wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
-                             (unsigned char *)"pong timeout", 12);
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
             continue;
         }

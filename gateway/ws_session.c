@@ -84,6 +84,8 @@ struct wss_session {
     int resumed;   /* what the next `session` frame says */
     int announced; /* the attached connection has had its `session` frame */
     json_t *queue; /* execute messages waiting */
+    sb_buf_t early_stdin; /* stdin sent before the queued execute started */
+    int early_eof;
     wss_exec_t *exec;
     /* terminal */
     pty_state_t pty;
@@ -112,6 +114,7 @@ ses_unref(wss_session_t *s)
     if (--s->refs > 0)
         return;
     json_decref(s->queue);
+    sb_buf_fini(&s->early_stdin);
     free(s);
 }
 
@@ -517,6 +520,10 @@ ex_start(wss_session_t *s, json_t *msg)
     sb_buf_init(&e->stdin_pending, WSS_STDIN_PENDING_MAX);
     snprintf(e->runtime, sizeof e->runtime, "%s", pl ? pl->name : s->runtime);
     s->exec = e;
+    sb_buf_append(&e->stdin_pending, s->early_stdin.data, s->early_stdin.len);
+    e->stdin_eof = s->early_eof;
+    sb_buf_reset(&s->early_stdin);
+    s->early_eof = 0;
     int want_process = (mode && !strcmp(mode, "process")) || !pl || !pl->kernel_cmd;
     int r = SB_EUNSUPPORTED;
     if (!want_process) {
@@ -822,6 +829,7 @@ ses_bind(wss_sessions_t *ss, ws_conn_t *c, json_t *msg, const char *runtime, jso
     s->p = *p;
     snprintf(s->runtime, sizeof s->runtime, "%s", runtime ? runtime : "python");
     s->queue = json_array();
+    sb_buf_init(&s->early_stdin, WSS_STDIN_PENDING_MAX);
     s->refs = 1;
     s->next = ss->list;
     ss->list = s;
@@ -919,6 +927,14 @@ on_stdin(wss_session_t *s, ws_conn_t *c, json_t *msg)
         return;
     }
     wss_exec_t *e = s ? s->exec : NULL;
+    if (!e && s && json_array_size(s->queue) > 0) {
+        /* For the execute that is about to start (its sandbox or its turn is coming). */
+        if (d && sb_buf_append(&s->early_stdin, json_string_value(d), json_string_length(d)))
+            conn_error(c, NULL, "busy", "too much stdin waiting for the program to start");
+        if (json_is_true(eof))
+            s->early_eof = 1;
+        return;
+    }
     if (!e) {
         conn_error(c, NULL, "no_execution", "nothing is running to take stdin");
         return;

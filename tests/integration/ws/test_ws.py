@@ -72,7 +72,7 @@ def setup():
     global SB
     SB = Soulbox(BIN, ["serve", "--port", "0", "--auth-admin-key", ADMIN,
                        "--pool-min-size", "1", "--ratelimit-per-key-per-minute", "100000",
-                       "--ws.ping_interval_s=1", "--ws.pong_timeout_s=1",
+                       "--ws.ping_interval_s=1", "--ws.pong_timeout_s=2",
                        "--ws.session_idle_s=4", "--ws.max_message_bytes=65536",
                        "--ws.max_frame_bytes=65536", "--ws.messages_per_second=20",
                        "--ws.max_sessions_per_key=6"]).start()
@@ -174,10 +174,7 @@ def test_interrupt_keeps_state():
         frames = await until(ws, lambda m: m["type"] == "exit", timeout=30)
         assert frames[-1]["status"] in ("interrupted", "signaled", "error"), frames[-1]
         frames = await execute(ws, "print(x)")
-        kernels = os.environ.get("SB_WS_EXPECT_KERNELS", "auto")
-        if out(frames) != "1\n":
-            # Without warm kernels (process mode) state cannot survive; with them it must.
-            assert kernels == "0" or "NameError" in json.dumps(frames) and kernels != "1", frames
+        assert out(frames) == "1\n", frames
         await ws.close()
     run(go())
 
@@ -188,15 +185,15 @@ def test_reconnect_resumes_session():
         frames = await execute(ws, "y = 41\nprint('ok')")
         first = [m for m in frames if m["type"] == "session"][0]
         assert first["resumed"] is False and first["session_id"] == "resume-1"
-        # files persist too (the same sandbox), whatever the execution mode
+        # files persist too (the same sandbox)
         frames = await execute(ws, "open('/home/user/mark.txt','w').write('here')\nprint('w')")
         await ws.close()
         ws = await connect(query="?session_id=resume-1")
         m = await recv(ws)
         assert m["type"] == "session" and m["resumed"] is True, m
         assert m["sandbox_id"] == first["sandbox_id"], (m, first)
-        frames = await execute(ws, "print(open('/home/user/mark.txt').read())")
-        assert out(frames) == "here\n", frames
+        frames = await execute(ws, "print(open('/home/user/mark.txt').read(), y + 1)")
+        assert out(frames) == "here 42\n", frames
         # another user naming the session gets an error, never the sandbox
         other = await connect("user2", query="?session_id=resume-1")
         m = await recv(other)
@@ -304,7 +301,7 @@ def test_heartbeat_drops_silent_client():
                 saw_ping = True
     elapsed = time.monotonic() - t0
     assert saw_ping or b"\x89" in data, data
-    assert elapsed < 10, elapsed
+    assert elapsed < 20, elapsed
     s.close()
 
     # A client that answers (websockets does by default) stays connected.
