@@ -292,12 +292,15 @@ sb__gw_sandboxes_stop(gw_ctx_t *ctx)
     if (ctx->expiry_timer.data && !uv_is_closing((uv_handle_t *)&ctx->expiry_timer))
         uv_close((uv_handle_t *)&ctx->expiry_timer, NULL);
     /* The executor destroys its sandboxes when it stops (after us); record why. */
-    while (ctx->sandboxes) {
-        gw_sandbox_t *s = ctx->sandboxes;
-        if (!s->destroying) {
-            sbx_record(ctx, s, "destroyed", "server_shutdown");
-            sbx_release(ctx, s);
-        }
+    for (gw_sandbox_t *s = ctx->sandboxes, *next; s; s = next) {
+        next = s->next;
+        /* One being destroyed belongs to its SBX_DESTROY callback, which frees it (with the
+         * reply, or with SB_ECANCELED when the runtime gives up on pending requests); freeing
+         * it here too was a double free when a destroy was in flight at shutdown. */
+        if (s->destroying)
+            continue;
+        sbx_record(ctx, s, "destroyed", "server_shutdown");
+        sbx_release(ctx, s);
         sbx_unlink(ctx, s);
     }
 }
