@@ -275,6 +275,9 @@
         : m.jpeg ? 'data:image/jpeg;base64,' + m.jpeg
           : 'data:image/svg+xml;base64,' + btoa(unescape(encodeURIComponent(m.svg)));
       img.alt = m.text ? 'result image: ' + m.text : 'result image';
+      // The image gets its height when decoded: keep following the output if we were.
+      const stick = nearBottom(ui.output);
+      img.addEventListener('load', () => { if (stick) ui.output.scrollTop = ui.output.scrollHeight; });
       box.appendChild(img);
       chars = 100;
     } else {
@@ -350,7 +353,10 @@
     st.term.open(ui.termBox);
     st.term.onData((data) => { if (st.pty === 'open') send({ type: 'input', data }); });
     st.term.onResize(({ cols, rows }) => {
-      if (st.pty === 'open') send({ type: 'resize', cols, rows });
+      if (st.pty === 'open') {
+        send({ type: 'resize', cols, rows });
+        ui.termStatus.textContent = 'bash in the sandbox (' + cols + '×' + rows + ')';
+      }
     });
     return true;
   }

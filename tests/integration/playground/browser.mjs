@@ -131,7 +131,7 @@ await step('the editor indents with Tab', async () => {
   const code = await page.locator('#code').inputValue();
   assert(code.includes('\n    print("line"'), 'Tab did not indent: ' + JSON.stringify(code));
   await runAndWait('exit 0');
-  await output.locator('.stdout', { hasText: 'line 2 84' }).waitFor(); // x survived: a session
+  await output.locator('.stdout', { hasText: 'line 84' }).waitFor(); // x survived: one session
 });
 
 await step('an exception shows its name, value and traceback', async () => {
@@ -157,6 +157,11 @@ await step('a matplotlib plot is rendered as an image', async () => {
   assert(w > 100, 'the PNG did not decode (naturalWidth ' + w + ')');
 });
 
+await step('screenshot of the code pane', async () => {
+  await page.screenshot({ path: path.join(ART, 'playground.png') });
+  console.log('screenshot: ' + path.join(ART, 'playground.png'));
+});
+
 await step('Stop interrupts running code and the session keeps its state', async () => {
   await typeCode('import time\nfor i in range(600):\n');
   await page.keyboard.press('Tab');
@@ -174,18 +179,13 @@ await step('Stop interrupts running code and the session keeps its state', async
   await output.locator('.stdout', { hasText: 'x is still 42' }).waitFor();
 });
 
-await step('screenshot of the code pane', async () => {
-  await page.screenshot({ path: path.join(ART, 'playground.png') });
-  console.log('screenshot: ' + path.join(ART, 'playground.png'));
-});
-
 await step('terminal tab: ls lists what the code wrote', async () => {
   await typeCode('open("made_by_playground.txt", "w").write("hi")\n');
   await runAndWait('exit 0');
   await page.locator('#tab-term').click();
   await page.locator('#term-status', { hasText: 'bash in the sandbox' }).waitFor();
   const rows = page.locator('#terminal .xterm-rows');
-  await page.waitForFunction(() => /[$#] ?$/m.test(document.querySelector('#terminal .xterm-rows')?.innerText || ''));
+  await rows.filter({ hasText: '$' }).waitFor(); // the prompt
   await page.locator('#terminal .xterm-helper-textarea').focus();
   await page.keyboard.type('ls\n');
   await rows.filter({ hasText: 'made_by_playground.txt' }).waitFor();
@@ -203,6 +203,10 @@ await step('terminal resize reaches the shell', async () => {
     await page.waitForTimeout(100); // polling the page's own outgoing frames
   }
   const resize = resizes().pop();
+  const opened = sent.map((s) => { try { return JSON.parse(s); } catch { return {}; } })
+    .filter((m) => m.type === 'pty')[0];
+  assert(opened && resize.cols < opened.cols && resize.rows < opened.rows,
+    `the terminal did not shrink: ${JSON.stringify(opened)} -> ${JSON.stringify(resize)}`);
   await page.locator('#terminal .xterm-helper-textarea').focus();
   await page.keyboard.type('stty size\n');
   await page.locator('#terminal .xterm-rows')
