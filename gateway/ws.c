@@ -25,8 +25,10 @@
  *     reading the client (lws_rx_flow_control) until the queue drains under a quarter; past
  *     ws.max_output_bytes the connection is closed 1008 "slow reader" (the producers -- kernel
  *     and terminal output -- cannot be paused through the executor, so dropping is the bound).
- *     A client that does not read at all does not read the close frame either, so a close also
- *     arms an lws timeout that kills the socket.
+ *     A client that does not read at all does not read the close frame either, so a close not
+ *     completed within WS_CLOSE_WAIT_MS drops the socket (ws_drop), as a missed pong does.
+ *   - Close frames are written by us from WRITEABLE: lws 4.1.6 dropped the socket without
+ *     one when the callback set lws_close_reason and returned -1 (found by the test).
  *   - One write per WRITEABLE callback (lws's rule); pings go before queued data.
  *   - Counts (in all, per principal) include connections still in the hand-over, so a burst
  *     of upgrades cannot overshoot the limits.  A hand-over whose client vanished before the
@@ -47,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define WS_SWEEP_MS 200
@@ -433,6 +436,19 @@ static const lws_retry_bo_t ws_retry = {.secs_since_valid_ping = 65535,
 
 /* ---- the heartbeat sweep ----------------------------------------------------------------- */
 
+/* ws_drop ends a connection without a close handshake (the peer is not reading or not
+ * answering).  lws's own kill waits for a graceful shutdown the peer never completes, so the
+ * socket is shut down under it: the peer sees the end at once, lws sees EOF and closes. */
+static void
+ws_drop(ws_conn_t *c)
+{
+    c->state = WC_CLOSING;
+    int fd = (int)lws_get_socket_fd(c->wsi);
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
 static void
 ws_sweep(uv_timer_t *t)
 {
@@ -449,7 +465,7 @@ ws_sweep(uv_timer_t *t)
         if (c->state == WC_CLOSING && c->wsi && c->closing_ms &&
             now - c->closing_ms > WS_CLOSE_WAIT_MS) {
             c->closing_ms = 0;
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            ws_drop(c);
             continue;
         }
         if (c->state != WC_OPEN)
@@ -459,8 +475,7 @@ ws_sweep(uv_timer_t *t)
                         c->p.id, (unsigned long long)timeout);
             /* No close handshake: a peer that does not pong would not answer it either, and
              * lws would wait for its close ack.  The socket is simply dropped. */
-            c->state = WC_CLOSING;
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            ws_drop(c);
             continue;
         }
         if (!c->awaiting_pong && now >= c->next_ping_ms) {
