@@ -259,7 +259,7 @@ def spawn(a):
     port = s.getsockname()[1]
     s.close()
     n = a.sessions
-    args = [a.spawn, "serve", "--port", str(port), "--auth-admin-key", ADMIN_KEY,
+    args = [os.path.abspath(a.spawn), "serve", "--port", str(port), "--auth-admin-key", ADMIN_KEY,
             "--data-dir", os.path.join(tmp, "data"), "--log-level", "warn",
             "--ws-max-sessions-per-key", str(n + 16), "--ws-max-sessions", str(n + 64),
             "--scheduler-max-sandboxes-per-key", "0",
