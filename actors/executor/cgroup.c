@@ -310,6 +310,31 @@ sb_cgroup_attach(const sb_cgroup_sys_t *s, const char *name, pid_t pid)
 }
 
 int
+sb_cgroup_join_fds(const sb_cgroup_sys_t *s, const char *name, int *fds)
+{
+    char d[CG_PATH], p[CG_PATH + 8];
+    int n = 0;
+    if (!cg_name_ok(name))
+        return SB_EINVAL;
+    if (s->kind != SB_CGROUP_V1)
+        return 0;
+    for (int i = 0; cg_v1_ctl(s, i) && n < SB_CGROUP_JOIN_MAX; i++) {
+        if (!*cg_v1_ctl(s, i))
+            continue;
+        cg_dir(d, cg_v1_ctl(s, i), s, name);
+        snprintf(p, sizeof p, "%s/tasks", d);
+        if ((fds[n] = open(p, O_WRONLY | O_CLOEXEC)) < 0) {
+            int e = -errno;
+            while (n > 0)
+                close(fds[--n]);
+            return e;
+        }
+        n++;
+    }
+    return n;
+}
+
+int
 sb_cgroup_stats(const sb_cgroup_sys_t *s, const char *name, sb_cgroup_stats_t *st)
 {
     char d[CG_PATH];
@@ -413,6 +438,10 @@ sb_cgroup_kill(const sb_cgroup_sys_t *s, const char *name)
         cg_write(fz, "cgroup.freeze", "1");
     } else {
         cg_dir(d, s->pids, s, name);
+        /* An empty group needs no freeze/thaw round (two slow freezer writes): the common
+         * case, when the executor sweeps a sandbox whose pid namespace is already gone. */
+        if ((n = cg_pids(d, pids, 8192)) <= 0)
+            return n;
         fz[0] = 0;
         if (s->freezer[0]) {
             cg_dir(fz, s->freezer, s, name);

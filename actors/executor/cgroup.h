@@ -52,6 +52,15 @@ int sb_cgroup_create(const sb_cgroup_sys_t *s, const char *name, const sb_cgroup
 int sb_cgroup_set_limits(const sb_cgroup_sys_t *s, const char *name, const sb_cgroup_limits_t *l);
 /* sb_cgroup_attach moves pid (a whole process) into the group. */
 int sb_cgroup_attach(const sb_cgroup_sys_t *s, const char *name, pid_t pid);
+/* sb_cgroup_join_fds opens, on v1, the `tasks` file of group `name` in each hierarchy (at
+ * most SB_CGROUP_JOIN_MAX) with O_WRONLY | O_CLOEXEC into fds.  A single-threaded process
+ * that writes "0" to each (write(2) only: async-signal-safe, fine in a clone() child) moves
+ * itself into the group without the system-wide threadgroup lock -- and the RCU grace period
+ * it waits for, up to ~9 ms here under load -- that sb_cgroup_attach's write of another
+ * process's pid to cgroup.procs takes.  Returns how many were opened: 0 on v2 (use
+ * sb_cgroup_attach), or a negated errno with none left open. */
+#define SB_CGROUP_JOIN_MAX 5
+int sb_cgroup_join_fds(const sb_cgroup_sys_t *s, const char *name, int *fds);
 int sb_cgroup_stats(const sb_cgroup_sys_t *s, const char *name, sb_cgroup_stats_t *st);
 /* sb_cgroup_reset_peak restarts peak tracking (v1 always; v2 where memory.peak is writable). */
 int sb_cgroup_reset_peak(const sb_cgroup_sys_t *s, const char *name);

@@ -55,6 +55,7 @@
 #define SBX_CHILD_STACK (64 * 1024)
 #define SBX_GRACE_MS 2000     /* after a per-run kill, before killing the whole sandbox */
 #define SBX_CPU_TICK_MS 50
+#define SBX_KILL_FALLBACK_MS 200 /* init SIGKILLed but not reaped yet: sweep the cgroup */
 #define SBX_PREP 2 /* prepared slots (state dir + cgroup) and network namespaces kept ready */
 
 /* The limits a prepared cgroup is created with: sb_sandbox_create's defaults. */
@@ -1006,6 +1007,16 @@ sbx_retry(uv_timer_t *t)
     uv_close((uv_handle_t *)&sb->retry, sbx_closed);
 }
 
+/* init was SIGKILLed SBX_KILL_FALLBACK_MS ago and is still not reaped: kill the rest of the
+ * sandbox through its cgroup now. */
+static void
+sbx_kill_fallback(uv_timer_t *t)
+{
+    sb_sandbox_t *sb = t->data;
+    if (!sb->reaped)
+        sb_cgroup_kill(&sb->e->cg, sb->cg_name);
+}
+
 static void
 sbx_check_dead(sb_sandbox_t *sb)
 {
@@ -1031,8 +1042,8 @@ sbx_on_eof(sb_sandbox_t *sb)
     uv_read_stop((uv_stream_t *)&sb->ctl);
     if (sb->state == SBX_READY && !sb->killed && !sb->destroying)
         sb_log_warn("SB-SBX-LOST", "sandbox %s: soulbox-init ended unexpectedly", sb->cg_name);
-    /* Make sure nothing outlives init (it is dead or dying; pid ns teardown follows). */
-    sb_cgroup_kill(&sb->e->cg, sb->cg_name);
+    /* Make sure nothing outlives init (it is dead or dying; pid ns teardown follows, and the
+     * cgroup is swept when init has been reaped: sbx_retry). */
     if (!sb->reaped)
         kill(sb->pid, SIGKILL);
     sbx_fail_pending(sb);
@@ -1162,11 +1173,19 @@ sb_sandbox_kill(sb_sandbox_t *sb)
     for (sb_sandbox_run_t *r = sb->runs; r; r = r->next)
         if (r->reason < 0)
             r->reason = SB_RUN_KILLED;
-    /* The pid namespace dies with its init, taking every process (daemons included) with it;
-     * the cgroup kill is the second, independent guarantee. */
-    if (!sb->reaped)
+    /* The pid namespace dies with its init, taking every process (daemons included) with it:
+     * the kernel disables fork in it and kills the rest before init can be reaped.  The
+     * cgroup is the second, independent guarantee, applied once init is reaped (the group
+     * must then be empty: removing it fails and kills whatever is left, see sbx_retry) or,
+     * should init not die promptly, by the fallback timer.  Sweeping the cgroup right now
+     * would cost a freeze/kill/thaw round (~0.3 ms on v1) that almost always finds only the
+     * init we just killed. */
+    if (!sb->reaped) {
         kill(sb->pid, SIGKILL);
-    sb_cgroup_kill(&sb->e->cg, sb->cg_name);
+        uv_timer_start(&sb->retry, sbx_kill_fallback, SBX_KILL_FALLBACK_MS, 0);
+    } else {
+        sb_cgroup_kill(&sb->e->cg, sb->cg_name);
+    }
     return 0;
 }
 
@@ -1186,6 +1205,7 @@ typedef struct {
     int sock, devnull;
     const char *path;
     char *const *argv;
+    int cgfds[SB_CGROUP_JOIN_MAX], ncg; /* v1: join the cgroup by writing "0" to these */
 } sbx_child_args_t;
 
 /* The clone child: async-signal-safe syscalls only (see the file comment). */
@@ -1195,6 +1215,10 @@ sbx_child(void *arg)
     sbx_child_args_t *a = arg;
     char go;
     static char *const envp[] = {NULL};
+    /* First, before the dup2()s below can reuse these fd numbers: into the cgroup. */
+    for (int i = 0; i < a->ncg; i++)
+        if (write(a->cgfds[i], "0", 1) != 1)
+            _exit(124);
     if (dup2(a->devnull, 0) < 0 || dup2(a->devnull, 1) < 0 || dup2(a->devnull, 2) < 0 ||
         dup2(a->sock, 3) < 0)
         _exit(126);
@@ -1211,6 +1235,13 @@ sbx_child(void *arg)
         _exit(125);
     execve(a->path, a->argv, envp);
     _exit(127);
+}
+
+static void
+sbx_close_fds(const int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
 }
 
 static int
@@ -1458,10 +1489,17 @@ sb_sandbox_create(sb_engine_t *e, const sb_sandbox_limits_t *lim, sb_sandbox_cre
     snprintf(inodes, sizeof inodes, "%u", l.inodes);
     char *const argv[] = {"soulbox-init", "--fd", "3", "--root", e->root_dir, "--disk-mb", disk,
                           "--shm-mb", shm, "--inodes", inodes, NULL};
-    sbx_child_args_t ca = {sv[1], devnull, e->init_path, argv};
+    sbx_child_args_t ca = {sv[1], devnull, e->init_path, argv, {0}, 0};
+    if ((rc = sb_cgroup_join_fds(&e->cg, sb->cg_name, ca.cgfds)) < 0) {
+        sb_log_error("SB-SBX-CGROUP-FAIL", "cannot open %s to join it: %s", sb->cg_name,
+                     sb_strerror(rc));
+        goto fail_fds;
+    }
+    ca.ncg = rc;
     char *stack = malloc(SBX_CHILD_STACK);
     if (!stack) {
         rc = SB_ENOMEM;
+        sbx_close_fds(ca.cgfds, ca.ncg);
         goto fail_fds;
     }
     int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
@@ -1481,6 +1519,7 @@ sb_sandbox_create(sb_engine_t *e, const sb_sandbox_limits_t *lim, sb_sandbox_cre
     }
     pid_t pid = clone(sbx_child, stack + SBX_CHILD_STACK, flags, &ca, &pidfd);
     int cerr = errno;
+    sbx_close_fds(ca.cgfds, ca.ncg);
     if (selfns >= 0) {
         SB_ASSERT(setns(selfns, CLONE_NEWNET) == 0);
         close(selfns);
@@ -1509,7 +1548,7 @@ sb_sandbox_create(sb_engine_t *e, const sb_sandbox_limits_t *lim, sb_sandbox_cre
     snprintf(p, sizeof p, "/proc/%d/gid_map", (int)pid);
     if ((rc = sbx_write_file(p, map)) < 0)
         goto fail_child;
-    if ((rc = sb_cgroup_attach(&e->cg, sb->cg_name, pid)) < 0) {
+    if (ca.ncg == 0 && (rc = sb_cgroup_attach(&e->cg, sb->cg_name, pid)) < 0) {
         sb_log_error("SB-SBX-CGROUP-FAIL", "cannot attach to %s: %s", sb->cg_name, sb_strerror(rc));
         goto fail_child;
     }
