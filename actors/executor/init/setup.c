@@ -9,7 +9,9 @@
  *                                       merged-/usr symlinks, copied as symlinks)
  *   /etc   generated passwd/group/hosts/resolv.conf/nsswitch.conf/hostname, plus read-only
  *          binds of ld.so.cache and alternatives, which the dynamic linker and Debian's
- *          /usr/bin links need
+ *          /usr/bin links need, and of the few runtime configuration paths outside /usr
+ *          (setup_host_extra: /etc/java-17-openjdk, /etc/R, /etc/matplotlibrc,
+ *          /var/lib/ghc), each only when the host has it
  *   /dev   tmpfs with binds of null zero full random urandom tty, devpts (newinstance),
  *          /dev/shm tmpfs (size-capped), the usual symlinks; read-only after setup
  *   /proc  a new procfs (our pid namespace only), /proc/sys read-only, a few entries masked
@@ -133,6 +135,52 @@ setup_host_dir(const char *root, const char *name)
     return setup_bind_ro(host, dst, MS_NODEV);
 }
 
+/* Host paths bound read-only into every sandbox when they exist (see setup_etc).  A path that
+ * is added here must hold configuration only: nothing secret, nothing writable. */
+static const char *const setup_host_extra[] = {
+    "/etc/ld.so.cache",
+    "/etc/alternatives",
+    "/etc/java-17-openjdk", /* java: java.security, jvm.cfg (linked from /usr/lib/jvm) */
+    "/etc/R",               /* R: Renviron, ldpaths (linked from /usr/lib/R/etc) */
+    "/etc/matplotlibrc",    /* matplotlib: Debian's default backend and paths */
+    "/var/lib/ghc",         /* haskell: GHC's package database */
+};
+
+/* mkdir -p of path's parents below root (all inside the new root's tmpfs). */
+static int
+setup_mkdirs(const char *root, const char *path)
+{
+    char p[4096];
+    int n = snprintf(p, sizeof p, "%s%s", root, path);
+    if (n < 0 || (size_t)n >= sizeof p)
+        return -1;
+    for (char *c = p + strlen(root) + 1; (c = strchr(c, '/')); c++) {
+        *c = 0;
+        if (mkdir(p, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *c = '/';
+    }
+    return 0;
+}
+
+/* Bind host path (a directory or a file; followed if a symlink) read-only at the same place
+ * in the new root; a path the host does not have is skipped. */
+static int
+setup_bind_extra(const char *root, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return errno == ENOENT || errno == ENOTDIR ? 0 : -1;
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+        return 0;
+    if (setup_mkdirs(root, path) < 0)
+        return -1;
+    const char *dst = setup_path(root, path);
+    if (S_ISDIR(st.st_mode) ? mkdir(dst, 0755) < 0 && errno != EEXIST : setup_touch(dst) < 0)
+        return -1;
+    return setup_bind_ro(path, dst, MS_NODEV);
+}
+
 static int
 setup_etc(const char *root, const sbi_config_t *c)
 {
@@ -158,18 +206,12 @@ setup_etc(const char *root, const sbi_config_t *c)
     snprintf(buf, sizeof buf, "%s\n", c->hostname);
     if (setup_write_file(setup_path(root, "/etc/hostname"), buf, 0644) < 0)
         return -1;
-    /* The dynamic linker's cache and Debian's alternatives links; optional. */
-    if (access("/etc/ld.so.cache", R_OK) == 0) {
-        if (setup_touch(setup_path(root, "/etc/ld.so.cache")) < 0 ||
-            setup_bind_ro("/etc/ld.so.cache", setup_path(root, "/etc/ld.so.cache"), MS_NODEV) < 0)
+    /* Read-only host paths that programs and runtimes need, each only if the host has it:
+     * the dynamic linker's cache, Debian's alternatives links (/usr/bin/java and friends
+     * resolve through them) and runtime configuration that lives outside /usr. */
+    for (size_t i = 0; i < sizeof setup_host_extra / sizeof setup_host_extra[0]; i++)
+        if (setup_bind_extra(root, setup_host_extra[i]) < 0)
             return -1;
-    }
-    struct stat st;
-    if (stat("/etc/alternatives", &st) == 0 && S_ISDIR(st.st_mode)) {
-        if (mkdir(setup_path(root, "/etc/alternatives"), 0755) < 0 ||
-            setup_bind_ro("/etc/alternatives", setup_path(root, "/etc/alternatives"), MS_NODEV) < 0)
-            return -1;
-    }
     return 0;
 }
 

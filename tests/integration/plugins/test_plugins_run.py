@@ -62,11 +62,9 @@ CASES = {
 }
 STDIN = "line one\nline two\n"
 
-# Runtimes whose files under /etc the sandbox does not show yet (it binds only ld.so.cache and
-# alternatives from /etc): their failures are reported as XFAIL, a pass as XPASS.
+# Runtimes known not to work in the sandbox yet: their failures are reported as XFAIL, a pass
+# as XPASS.  (java and r were here until the sandbox bound /etc/java-17-openjdk and /etc/R.)
 XFAIL = {
-    "java": "needs /etc/java-17-openjdk (java.security, jvm.cfg) inside the sandbox",
-    "r": "needs /etc/R (Renviron, ldpaths) inside the sandbox",
 }
 
 
