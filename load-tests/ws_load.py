@@ -117,14 +117,17 @@ class Stats:
         self.first_ms = []
         self.steady_ms = []
         self.errors = {}
+        self.examples = {}  # kind -> first message text seen, for the report
         self.executes = 0
         self.ok = 0
         self.connected = 0
         self.attached = 0
         self.peak_connected = 0
 
-    def err(self, kind):
+    def err(self, kind, example=None):
         self.errors[kind] = self.errors.get(kind, 0) + 1
+        if example and kind not in self.examples:
+            self.examples[kind] = example[:300]
 
 
 async def session(i, a, st, stop_at):
@@ -172,7 +175,7 @@ async def session(i, a, st, stop_at):
                 elif t == "exit" and m.get("id") == eid:
                     exit_msg = m
                 elif t == "error" and m.get("code"):
-                    st.err("protocol_" + m["code"])
+                    st.err("protocol_" + m["code"], m.get("message"))
                     if m.get("id") == eid or m["code"] in ("busy", "sandbox_failed",
                                                            "session_ended"):
                         exit_msg = m
@@ -373,6 +376,7 @@ def main():
         "first_execute": summary(st.first_ms),
         "steady_round_trip": summary(st.steady_ms),
         "errors": st.errors,
+        "error_examples": st.examples,
         "memory": {
             "baseline_node_used_mb": mb(a.baseline_used),
             "server_rss_peak_mb": mb(peak("server_rss_bytes") or
@@ -391,6 +395,8 @@ def main():
         st.peak_connected, st.attached, st.executes, st.ok, res["executes_per_s"] or 0))
     print("memory         ", json.dumps(res["memory"]))
     print("errors         ", json.dumps(st.errors))
+    for k, v in st.examples.items():
+        print("  e.g. %s: %s" % (k, v))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
