@@ -19,6 +19,15 @@ sb__gw_kernel_execute(gw_ctx_t *ctx, gw_sandbox_t *s, const char *code, size_t l
 }
 
 int
+sb__gw_kernel_execute_timeout(gw_ctx_t *ctx, gw_sandbox_t *s, const char *code, size_t len,
+                              const char *language, const char *context_id, uint64_t timeout_ms,
+                              gw_kernel_cb cb, void *ud, uint64_t *handle)
+{
+    (void)timeout_ms;
+    return sb__gw_kernel_execute(ctx, s, code, len, language, context_id, cb, ud, handle);
+}
+
+int
 sb__gw_kernel_interrupt(gw_ctx_t *ctx, uint64_t handle)
 {
     (void)ctx, (void)handle;

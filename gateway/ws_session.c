@@ -528,8 +528,10 @@ ex_start(wss_session_t *s, json_t *msg)
     int r = SB_EUNSUPPORTED;
     if (!want_process) {
         e->kind = EX_KERNEL;
-        r = sb__gw_kernel_execute(ctx, s->sbx, code, len, e->runtime, NULL, ex_kernel_cb, e,
-                                  &e->handle);
+        json_t *tv = json_object_get(msg, "timeout");
+        uint64_t tmo = json_is_integer(tv) ? (uint64_t)json_integer_value(tv) : 0;
+        r = sb__gw_kernel_execute_timeout(ctx, s->sbx, code, len, e->runtime, NULL, tmo,
+                                          ex_kernel_cb, e, &e->handle);
         /* A gateway without warm kernels (ws_kernel_fallback.c) runs the code as a process. */
         want_process = r == SB_EUNSUPPORTED;
     }

@@ -59,6 +59,7 @@ async def until(ws, pred, timeout=T):
 
 
 async def execute(ws, code, **kw):
+    kw.setdefault("timeout", 60000)  # a loaded CI host starts kernels slowly
     msg = dict(type="execute", code=code, **kw)
     await ws.send(json.dumps(msg))
     return await until(ws, lambda m: m["type"] == "exit")
@@ -125,7 +126,7 @@ def test_streaming_order():
         ws = await connect()
         code = "import time\nfor i in range(5):\n    print('line', i, flush=True)\n    time.sleep(0.2)\n"
         await ws.send(json.dumps({"type": "execute", "runtime": "python", "code": code,
-                                  "id": "s1"}))
+                                  "id": "s1", "timeout": 60000}))
         frames = await until(ws, lambda m: m["type"] == "exit")
         sess = [m for m in frames if m["type"] == "session"]
         assert sess and sess[0]["resumed"] is False and sess[0]["sandbox_id"], frames
