@@ -6,6 +6,7 @@
  *
  * Rows:
  *   sandbox_create_destroy       sb_sandbox_create -> ready -> sb_sandbox_destroy -> done
+ *   sandbox_create, _destroy     the two halves of the same iterations (not a separate run)
  *   sandbox_true                 create -> run /bin/true -> destroy
  *   sandbox_python_cold          create -> run python3 -c 'print(1)' -> destroy
  *   sandbox_python_warm_exec     python3 -c 'print(1)' in an already created sandbox
@@ -157,7 +158,8 @@ main(int argc, char **argv)
         n = 1;
     if (bwrap && access("/usr/bin/bwrap", X_OK) != 0)
         bwrap = 0;
-    double *v = calloc((size_t)n, sizeof *v);
+    double *v = calloc((size_t)n, sizeof *v), *vc = calloc((size_t)n, sizeof *vc),
+           *vd = calloc((size_t)n, sizeof *vd);
     uv_loop_init(&loop);
     if (sb_engine_new(&loop, NULL, &eng) < 0)
         return 1;
@@ -167,7 +169,18 @@ main(int argc, char **argv)
             bwrap ? "yes" : "no", sb_cgroup_kind_name(sb_engine_cgroups(eng)->kind));
     printf("{\"params\": {\"n\": %d, \"warmup\": %d, \"cgroup\": \"%s\"},\n \"ms\": {", n, warm,
            sb_cgroup_kind_name(sb_engine_cgroups(eng)->kind));
-    MEASURE("sandbox_create_destroy", (sb_create(), sb_destroy()));
+    MEASURE("sandbox_create_destroy", do {
+        uint64_t h0 = sb_now_mono_us();
+        sb_create();
+        uint64_t h1 = sb_now_mono_us();
+        sb_destroy();
+        if (i >= warm) {
+            vc[i - warm] = (double)(h1 - h0) / 1000.0;
+            vd[i - warm] = (double)(sb_now_mono_us() - h1) / 1000.0;
+        }
+    } while (0));
+    report("sandbox_create", vc, n, &first);
+    report("sandbox_destroy", vd, n, &first);
     MEASURE("sandbox_true", (sb_create(), sb_exec(tru), sb_destroy()));
     MEASURE("sandbox_python_cold", (sb_create(), sb_exec(py), sb_destroy()));
     sb_create();
@@ -192,5 +205,7 @@ main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     free(v);
+    free(vc);
+    free(vd);
     return 0;
 }
