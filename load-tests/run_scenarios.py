@@ -7,8 +7,9 @@ runs, against it, with load-tests/http_load:
 
   baseline      bare `python3 -c 'print(1)'`, no sandbox (hyperfine when installed, else a
                 posix_spawn loop), measured in this same run
-  warm_python   one-shot python print(1) via POST /api/v1/execute, pool warm, closed loop
-                (1 connection: the latency of one request on an idle server; 4: a little load)
+  warm_python   one-shot python print(1) via POST /api/v1/execute, pool warm: paced at 5/s
+                (open loop: one request on an idle server), then back to back on 1 and 4
+                connections (closed loop)
   create_destroy  POST /api/v1/sandboxes then DELETE /api/v1/sandboxes/{id}, closed loop
   stateful      POST /api/v1/sandboxes/{id}/execute on one sandbox (skipped when the route is
                 not there yet)
@@ -173,6 +174,13 @@ def sc_warm_python():
     d = "3" if A.quick else "10"
     wait_pool("python", A.pool_min)
     res = {}
+    # Paced: 5 requests/s (open loop), so each finds the server idle and the pool refilled --
+    # the latency of one request.  Back to back (closed loop): each request also competes with
+    # the refills the previous ones started.
+    j = load("warm_python_paced5", ["-r", "5", "-c", "4", "-d", d, "--warmup", "1", "-b", PY1,
+                                    "--expect-body", EXPECT1], "/api/v1/execute")
+    res["paced5"] = summarize(j)
+    wait_pool("python", A.pool_min)
     for c in (1, 4):
         j = load("warm_python_c%d" % c, ["-c", str(c), "-d", d, "--warmup", "1", "-b", PY1,
                                          "--expect-body", EXPECT1], "/api/v1/execute")
