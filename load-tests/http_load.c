@@ -9,8 +9,9 @@
  *                -c of them).  Latency is measured from the scheduled time, so a request that
  *                waited for a free connection counts its wait: coordinated omission cannot hide
  *                queueing.  The time from the actual send is reported as "service" latency.
- *                Schedules are checked on a 1 ms libuv timer, so open-loop latencies include up
- *                to ~1 ms of timer granularity.
+ *                Sends are woken by a timerfd armed for the next scheduled time (microsecond
+ *                resolution, not libuv's 1 ms timers), so the timer adds tens of microseconds,
+ *                not up to a millisecond, to an open-loop latency.
  * The run lasts -d seconds or -n requests.  A request is a template (method, path, body, the
  * shared -H headers); several weighted --req templates make a mixed scenario, and a template
  * may have a second step (--then) run on the same connection with {id} replaced by the "id"
@@ -37,7 +38,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_TMPL 16
 #define MAX_STEPS 2
@@ -152,6 +155,8 @@ struct worker {
     uv_loop_t loop;
     uv_thread_t thread;
     uv_timer_t tick, deadline;
+    uv_poll_t sched_poll; /* open loop: the timerfd of the next scheduled send */
+    int sched_fd;
     int nconns, nopen, nconnected;
     conn_t **conns;
     int started, stopping, finished;
@@ -587,6 +592,8 @@ worker_close_all(worker_t *w)
     }
     if (!uv_is_closing((uv_handle_t *)&w->tick))
         uv_close((uv_handle_t *)&w->tick, NULL);
+    if (w->sched_fd >= 0 && !uv_is_closing((uv_handle_t *)&w->sched_poll))
+        uv_close((uv_handle_t *)&w->sched_poll, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->deadline))
         uv_close((uv_handle_t *)&w->deadline, NULL);
 }
@@ -609,29 +616,59 @@ worker_maybe_finish(worker_t *w)
     worker_close_all(w);
 }
 
-/* on_tick: the open-loop schedule, and request time-outs. */
+/* sched_arm sets the timerfd to the next scheduled send (absolute CLOCK_MONOTONIC, the clock
+ * uv_hrtime reads); a time already past fires at once. */
+static void
+sched_arm(worker_t *w)
+{
+    double per = 1e9 / w->rate;
+    uint64_t next = w->t0 + (uint64_t)((double)w->issued * per);
+    struct itimerspec its = {.it_value = {.tv_sec = (time_t)(next / 1000000000ULL),
+                                          .tv_nsec = (long)(next % 1000000000ULL)}};
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+        its.it_value.tv_nsec = 1; /* zero would disarm it */
+    if (timerfd_settime(w->sched_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+        abort();
+}
+
+/* on_sched: the open-loop schedule -- queue every request due by now, hand them to idle
+ * connections, arm for the next one. */
+static void
+on_sched(uv_poll_t *h, int status, int events)
+{
+    worker_t *w = h->data;
+    uint64_t expirations;
+    (void)status, (void)events;
+    if (read(w->sched_fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+        abort();
+    if (w->stopping || w->finished)
+        return;
+    uint64_t now = now_ns();
+    double per = 1e9 / w->rate;
+    long due = (long)((double)(now - w->t0) / per) + 1;
+    if (w->count && due > w->count)
+        due = w->count;
+    while (w->issued < due) {
+        uint64_t sched = w->t0 + (uint64_t)((double)w->issued * per);
+        pend_push(w, sched, pick_tmpl(w));
+        w->issued++;
+    }
+    if (w->count && w->issued >= w->count)
+        w->stopping = 1;
+    for (int i = 0; i < w->nconns && w->phead < w->ptail; i++)
+        conn_dispatch(w->conns[i]);
+    if (!w->stopping)
+        sched_arm(w);
+    worker_maybe_finish(w);
+}
+
+/* on_tick: request time-outs. */
 static void
 on_tick(uv_timer_t *t)
 {
     worker_t *w = t->data;
-    uint64_t now = now_ns();
-    if (w->rate > 0 && !w->stopping) {
-        double per = 1e9 / w->rate;
-        long due = (long)((double)(now - w->t0) / per) + 1;
-        if (w->count && due > w->count)
-            due = w->count;
-        while (w->issued < due) {
-            uint64_t sched = w->t0 + (uint64_t)((double)w->issued * per);
-            pend_push(w, sched, pick_tmpl(w));
-            w->issued++;
-        }
-        if (w->count && w->issued >= w->count)
-            w->stopping = 1;
-        for (int i = 0; i < w->nconns && w->phead < w->ptail; i++)
-            conn_dispatch(w->conns[i]);
-    }
     uint64_t limit = (uint64_t)P.timeout_ms * 1000000ULL;
-    now = now_ns(); /* the dispatches above stamped sends after the first reading */
+    uint64_t now = now_ns();
     for (int i = 0; i < w->nconns; i++) {
         conn_t *c = w->conns[i];
         if (c->state == C_BUSY && now > c->step_ns + limit)
@@ -656,10 +693,14 @@ worker_begin(worker_t *w)
     w->measure_from = w->t0 + (uint64_t)(P.warmup * 1e9);
     if (P.duration > 0)
         uv_timer_start(&w->deadline, on_deadline, (uint64_t)((P.duration + P.warmup) * 1000), 0);
-    uv_timer_start(&w->tick, on_tick, w->rate > 0 ? 0 : 50, w->rate > 0 ? 1 : 50);
-    if (w->rate <= 0)
+    uv_timer_start(&w->tick, on_tick, 50, 50);
+    if (w->rate > 0) {
+        uv_poll_start(&w->sched_poll, UV_READABLE, on_sched);
+        sched_arm(w);
+    } else {
         for (int i = 0; i < w->nconns; i++)
             conn_dispatch(w->conns[i]);
+    }
 }
 
 static void
@@ -670,6 +711,15 @@ worker_run(void *arg)
     uv_timer_init(&w->loop, &w->tick);
     uv_timer_init(&w->loop, &w->deadline);
     w->tick.data = w->deadline.data = w;
+    w->sched_fd = -1;
+    if (w->rate > 0) {
+        w->sched_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (w->sched_fd < 0 || uv_poll_init(&w->loop, &w->sched_poll, w->sched_fd) != 0) {
+            fprintf(stderr, "http_load: timerfd: %s\n", strerror(errno));
+            exit(2);
+        }
+        w->sched_poll.data = w;
+    }
     for (int i = 0; i < w->nconns; i++) {
         conn_t *c = w->conns[i];
         c->w = w;
@@ -680,6 +730,8 @@ worker_run(void *arg)
         conn_open(w, c);
     }
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (w->sched_fd >= 0)
+        close(w->sched_fd);
     if (uv_loop_close(&w->loop) != 0) {
         fprintf(stderr, "http_load: worker %d: loop did not close cleanly\n", w->idx);
         w->fatal = 1;
