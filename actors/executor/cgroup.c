@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -388,26 +389,39 @@ sb_cgroup_reset_peak(const sb_cgroup_sys_t *s, const char *name)
     return 0;
 }
 
-/* Read the pid list of a group directory (cgroup.procs); returns count or -errno. */
+#define CG_PIDS_MAX 8192
+#define CG_PIDS_BUF 65536
+
+/* Read the pid list of a group directory (cgroup.procs) into pids (NULL: count only);
+ * returns the count or -errno.  No static buffers: any thread may call it (the engine's
+ * preparation thread purges leftover groups while its loop thread sweeps others). */
 static int
 cg_pids(const char *dir, pid_t *pids, int cap)
 {
-    static char b[65536];
-    int rc = cg_read(dir, "cgroup.procs", b, sizeof b);
-    if (rc < 0)
+    char *b = malloc(CG_PIDS_BUF);
+    if (!b)
+        return -ENOMEM;
+    int rc = cg_read(dir, "cgroup.procs", b, CG_PIDS_BUF);
+    if (rc < 0) {
+        free(b);
         return rc;
+    }
     int n = 0;
     for (char *p = b; *p && n < cap;) {
         char *end;
         long v = strtol(p, &end, 10);
         if (end == p)
             break;
-        if (v > 0)
-            pids[n++] = (pid_t)v;
+        if (v > 0) {
+            if (pids)
+                pids[n] = (pid_t)v;
+            n++;
+        }
         p = end;
         while (*p == '\n' || *p == ' ')
             p++;
     }
+    free(b);
     return n;
 }
 
@@ -415,18 +429,17 @@ int
 sb_cgroup_count(const sb_cgroup_sys_t *s, const char *name)
 {
     char d[CG_PATH];
-    static pid_t pids[8192];
     if (!cg_name_ok(name))
         return SB_EINVAL;
     cg_dir(d, s->kind == SB_CGROUP_V2 ? s->root : s->pids, s, name);
-    return cg_pids(d, pids, 8192);
+    return cg_pids(d, NULL, INT_MAX);
 }
 
 int
 sb_cgroup_kill(const sb_cgroup_sys_t *s, const char *name)
 {
     char d[CG_PATH], fz[CG_PATH];
-    static pid_t pids[8192];
+    pid_t *pids;
     int n = 0;
     if (!cg_name_ok(name))
         return SB_EINVAL;
@@ -440,7 +453,7 @@ sb_cgroup_kill(const sb_cgroup_sys_t *s, const char *name)
         cg_dir(d, s->pids, s, name);
         /* An empty group needs no freeze/thaw round (two slow freezer writes): the common
          * case, when the executor sweeps a sandbox whose pid namespace is already gone. */
-        if ((n = cg_pids(d, pids, 8192)) <= 0)
+        if ((n = cg_pids(d, NULL, INT_MAX)) <= 0)
             return n;
         fz[0] = 0;
         if (s->freezer[0]) {
@@ -450,17 +463,20 @@ sb_cgroup_kill(const sb_cgroup_sys_t *s, const char *name)
     }
     /* A frozen task still receives SIGKILL and dies on thaw; killed tasks cannot fork, so
      * the list converges.  Bounded rounds: the caller retries on a timer if tasks remain. */
-    for (int round = 0; round < 16; round++) {
-        n = cg_pids(d, pids, 8192);
+    if (!(pids = malloc(CG_PIDS_MAX * sizeof *pids)))
+        n = -ENOMEM;
+    for (int round = 0; pids && round < 16; round++) {
+        n = cg_pids(d, pids, CG_PIDS_MAX);
         if (n <= 0)
             break;
         for (int i = 0; i < n; i++)
             kill(pids[i], SIGKILL);
     }
+    free(pids);
     if (fz[0])
         cg_write(fz, s->kind == SB_CGROUP_V2 ? "cgroup.freeze" : "freezer.state",
                  s->kind == SB_CGROUP_V2 ? "0" : "THAWED");
-    return n < 0 ? n : n;
+    return n;
 }
 
 int

@@ -1329,18 +1329,18 @@ sbx_slot_release(sb_engine_t *e, uint32_t slot)
     rmdir(dir);
 }
 
-/* sbx_netns_new moves the calling thread into a new network namespace, brings its lo up and
- * returns an fd to it.  Preparation thread only (the thread stays in the namespace). */
+/* sbx_netns_new makes a new network namespace with its lo up and returns an fd to it; the
+ * calling thread enters it to do so and returns to `home` (its own namespace) after, so it
+ * never keeps a sandbox's namespace alive.  Preparation thread only.  *stuck is set when the
+ * thread could not return home (it then must not make more). */
 static int
-sbx_netns_new(void)
+sbx_netns_new(int home, bool *stuck)
 {
     struct ifreq ifr;
     if (unshare(CLONE_NEWNET) < 0)
         return -errno;
     int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int s = fd < 0 ? -1 : socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     int rc = s < 0 ? -1 : 0;
     memset(&ifr, 0, sizeof ifr);
     snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
@@ -1351,8 +1351,14 @@ sbx_netns_new(void)
     int err = errno;
     if (s >= 0)
         close(s);
+    if (setns(home, CLONE_NEWNET) < 0) {
+        *stuck = true;
+        err = errno;
+        rc = -1;
+    }
     if (rc < 0) {
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         return -err;
     }
     return fd;
@@ -1363,7 +1369,13 @@ sbx_prep_main(void *arg)
 {
     sb_engine_t *e = arg;
     const sb_cgroup_limits_t def = {SBX_DEF_MEMORY, SBX_DEF_PIDS, SBX_DEF_CPU};
+    int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    bool stuck = false;
     uv_mutex_lock(&e->prep_mu);
+    if (home < 0) {
+        e->netns_off = true;
+        e->netns_err = -errno;
+    }
     while (!e->prep_stop) {
         bool want_ns = !e->netns_off && e->n_netns < SBX_PREP;
         bool want_slot = !e->prep_slot_fail && e->n_ready < SBX_PREP;
@@ -1378,19 +1390,21 @@ sbx_prep_main(void *arg)
                 e->prep_slot_fail = true; /* retried after the next sandbox is created */
         } else if (want_ns) {
             uv_mutex_unlock(&e->prep_mu);
-            int fd = sbx_netns_new();
+            int fd = sbx_netns_new(home, &stuck);
             uv_mutex_lock(&e->prep_mu);
-            if (fd >= 0) {
+            if (fd >= 0)
                 e->netns[e->n_netns++] = fd;
-            } else {
+            if (fd < 0 || stuck) {
                 e->netns_off = true; /* e.g. not privileged: never retried */
-                e->netns_err = fd;
+                e->netns_err = fd < 0 ? fd : SB_EIO;
             }
         } else {
             uv_cond_wait(&e->prep_cv, &e->prep_mu);
         }
     }
     uv_mutex_unlock(&e->prep_mu);
+    if (home >= 0)
+        close(home);
 }
 
 /* Start the preparation thread if needed and wake it.  Loop thread. */
