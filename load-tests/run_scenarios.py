@@ -232,7 +232,7 @@ def sc_stateful():
 
 def sc_fresh_rate():
     rates = ([10, 25, 50, 100, 200, 300] if A.quick else
-             [10, 15, 20, 25, 35, 50, 75, 100, 150, 200, 300, 400])
+             [10, 15, 20, 25, 30, 35, 50, 75, 100, 150, 200, 300, 400])
     d = "3" if A.quick else "8"
     steps, best = [], 0
     low_p50 = None
