@@ -2,7 +2,9 @@
  * sandbox_bench.c: the sandbox engine's latency, beside bubblewrap and a bare process, all
  * measured in the same run.  Prints its parameters and one JSON object with percentiles (ms).
  *
- *   sandbox_bench [-n ITER] [--no-bwrap]
+ *   sandbox_bench [-n ITER] [--no-bwrap] [--create-only]
+ *
+ * --create-only measures the first row only (quick A/B comparisons on a noisy host).
  *
  * Rows:
  *   sandbox_create_destroy       sb_sandbox_create -> ready -> sb_sandbox_destroy -> done
@@ -147,12 +149,14 @@ report(const char *name, double *v, int n, int *first)
 int
 main(int argc, char **argv)
 {
-    int n = 200, warm = 5, bwrap = 1, first = 1;
+    int n = 200, warm = 5, bwrap = 1, first = 1, create_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-n") && i + 1 < argc)
             n = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-bwrap"))
             bwrap = 0;
+        else if (!strcmp(argv[i], "--create-only"))
+            create_only = 1;
     }
     if (n < 1)
         n = 1;
@@ -181,6 +185,8 @@ main(int argc, char **argv)
     } while (0));
     report("sandbox_create", vc, n, &first);
     report("sandbox_destroy", vd, n, &first);
+    if (create_only)
+        goto out;
     MEASURE("sandbox_true", (sb_create(), sb_exec(tru), sb_destroy()));
     MEASURE("sandbox_python_cold", (sb_create(), sb_exec(py), sb_destroy()));
     sb_create();
@@ -200,6 +206,7 @@ main(int argc, char **argv)
         MEASURE("bwrap_true", spawn_wait(bw_t));
         MEASURE("bwrap_python", spawn_wait(bw_p));
     }
+out:
     printf("\n }\n}\n");
     sb_engine_free(eng);
     uv_run(&loop, UV_RUN_DEFAULT);
