@@ -44,6 +44,7 @@
 #include <string.h>
 
 #define POOL_TICK_MS 100
+#define POOL_REFILL_DELAY_MS 20 /* after a take: let the taker's RUN reach the executor first */
 #define POOL_REPORT_MS 1000
 #define POOL_MAX_RUNTIMES 16
 #define POOL_MAX_NODES 64
@@ -86,6 +87,7 @@ struct pool_rt {
 typedef struct {
     sb_actor_t *actor;
     uv_timer_t tick, report;
+    uv_timer_t refill; /* a refill deferred just past the run that took the sandbox */
     int stopping;
     uint64_t self;
     uint32_t min, max;
@@ -516,6 +518,14 @@ pool_on_report(uv_timer_t *t)
     }
 }
 
+static void
+pool_on_refill(uv_timer_t *t)
+{
+    pool_state *s = t->data;
+    for (size_t i = 0; i < s->nrts; i++)
+        pool_fill(s, &s->rts[i]);
+}
+
 /* ---- messages -------------------------------------------------------------------------- */
 
 static int
@@ -544,7 +554,11 @@ pool_on_taken(pool_state *s, const sb_msg_t *m)
     if (rt) {
         if (rt->target < s->max)
             rt->target++;
-        pool_fill(s, rt);
+        /* Refill a moment later, not now: the scheduler sent the lease to the gateway at the
+         * same time as this notice, and the gateway's RUN must reach the executor before our
+         * SBX_CREATE, or the request waits behind a sandbox creation on the executor's loop. */
+        if (!s->stopping && !uv_is_active((uv_handle_t *)&s->refill))
+            uv_timer_start(&s->refill, pool_on_refill, POOL_REFILL_DELAY_MS, 0);
     }
     if (m->flags & SB_MF_REQ) {
         sb_replyto_t to = sb_replyto(m);
@@ -594,7 +608,8 @@ pool_init(sb_actor_t *a, void *state)
 
     uv_timer_init(sb_actor_loop(a), &s->tick);
     uv_timer_init(sb_actor_loop(a), &s->report);
-    s->tick.data = s->report.data = s;
+    uv_timer_init(sb_actor_loop(a), &s->refill);
+    s->tick.data = s->report.data = s->refill.data = s;
     uv_timer_start(&s->tick, pool_on_tick, 0, POOL_TICK_MS);
     uv_timer_start(&s->report, pool_on_report, POOL_REPORT_MS, POOL_REPORT_MS);
     sb_log_info("SB-POOL-START", "pool: %zu runtime(s) '%s', %u..%u warm each, max age %llu s%s",
@@ -616,6 +631,8 @@ pool_stop(sb_actor_t *a, void *state)
         uv_close((uv_handle_t *)&s->tick, NULL);
     if (!uv_is_closing((uv_handle_t *)&s->report))
         uv_close((uv_handle_t *)&s->report, NULL);
+    if (!uv_is_closing((uv_handle_t *)&s->refill))
+        uv_close((uv_handle_t *)&s->refill, NULL);
     /* Withdraw (one-way: no time to wait) and destroy what we hold; creations still in
      * flight are destroyed by pool_on_created as they land. */
     size_t n = 0;
