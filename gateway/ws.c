@@ -106,6 +106,9 @@ struct sb_ws {
     gw_ctx_t *ctx;
     const sb_config_t *cfg;
     struct lws_context *lws;
+    /* lws clears this when its destruction has fully completed (info.pcontext); on a foreign
+     * loop that happens only once the loop has closed lws's handles. */
+    struct lws_context *lws_dying;
     wss_sessions_t *sessions;
     ws_conn_t *conns; /* every connection, upgrading ones included */
     uint32_t nconns;
@@ -701,7 +704,8 @@ sb__gw_ws_alloc(gw_ctx_t *ctx, sb_http_server_t *srv)
     info.user = ws;
     info.retry_and_idle_policy = &ws_retry;
     info.timeout_secs = 10; /* the handshake must finish this fast */
-    ws->lws = lws_create_context(&info);
+    info.pcontext = &ws->lws_dying;
+    ws->lws = ws->lws_dying = lws_create_context(&info);
     if (!ws->lws)
         sb_log_error("SB-WS-LWS-FAIL", "libwebsockets did not start: /ws answers 503");
     ws->sessions = sb__wss_alloc(ctx);
@@ -742,6 +746,11 @@ sb__gw_ws_free(sb_ws_t *ws)
 {
     if (!ws)
         return;
+    /* The loop has closed: if lws did not finish destroying its context (its last stage
+     * runs from a handle close callback it may not have reached), finish it now, or its
+     * per-thread tables leak. */
+    if (ws->lws_dying)
+        lws_context_destroy(ws->lws_dying);
     sb__wss_free(ws->sessions);
     while (ws->pcounts) {
         ws_pcount_t *n = ws->pcounts->next;

@@ -17,6 +17,10 @@ class Soulbox:
         self.binary = binary
         self.args = list(args)
         self.tmp = tempfile.mkdtemp(prefix="sbit-")
+        # Every server gets its own data directory unless the test names one: tests never
+        # read or write the machine's /var/lib/soulbox.
+        if "serve" in self.args and not any(a.startswith("--data-dir") for a in self.args):
+            self.args += ["--data-dir", os.path.join(self.tmp, "data")]
         self.log_path = os.path.join(self.tmp, name + ".log")
         self.env = dict(os.environ, **(env or {}))
         self.proc = None
