@@ -203,6 +203,17 @@ def test_sandbox_lifecycle_and_ownership():
     pid = r.json()["pid"]
     procs = api("GET", "/api/v1/sandboxes/%s/processes" % sid).json()["processes"]
     assert any(p["pid"] == pid for p in procs), procs
+    # a scrape while the sandbox runs: its executor samples its cgroup every second
+    deadline = time.monotonic() + 15
+    series = 'soulbox_sandbox_memory_bytes{sandbox="%s"' % sid
+    while time.monotonic() < deadline:
+        text = requests.get(SB.url("/metrics"), timeout=10).text
+        if series in text:
+            break
+        time.sleep(0.1)  # the event is the executor's next 1 s sample reaching the monitor
+    line = [l for l in text.splitlines() if l.startswith(series)]
+    assert line and int(line[0].split()[-1]) > 0, text
+    assert "soulbox_sandboxes_active 0" not in text
     assert api("POST", "/api/v1/sandboxes/%s/processes/%d/signal" % (sid, pid),
                json={"signal": "SIGKILL"}).status_code == 204
     deadline = time.monotonic() + 10
