@@ -1,14 +1,17 @@
 /*
  * sandbox.c: the sandbox engine (see sandbox.h).
  *
- * Creation, in the multi-threaded server: reserve a uid slot (mkdir of the state dir is the
- * lock), create the cgroup, clone() with the namespace flags into a child that only moves
- * two fds into place and blocks on read(); the parent writes uid_map/gid_map, attaches the
- * child to the cgroup and releases it with one byte; the child execve()s soulbox-init, which
- * does all the setup and says HELLO.  Between clone() and execve() the child calls only
- * async-signal-safe syscalls (dup2, close_range, read, setgroups/setresgid/setresuid as raw
- * syscalls, execve, _exit): no malloc, no logging, no libseccomp.  clone() without CLONE_VM gives the child a private copy of memory,
- * so the argv it uses is prepared before clone() and never freed under it.
+ * Creation, in the multi-threaded server: take a uid slot (mkdir of the state dir is the
+ * lock) with its cgroup, and a network namespace, from what the preparation thread made
+ * ahead (see "preparation"; made inline when none is ready), clone() with the namespace
+ * flags into a child that joins the cgroup (v1: writes "0" to tasks files opened before
+ * clone()), moves two fds into place and blocks on read(); the parent writes
+ * uid_map/gid_map (on v2 also attaches the child to the cgroup) and releases it with one
+ * byte; the child execve()s soulbox-init, which does all the setup and says HELLO.  Between
+ * clone() and execve() the child calls only async-signal-safe syscalls (write, dup2,
+ * close_range, read, setgroups/setresgid/setresuid as raw syscalls, execve, _exit): no
+ * malloc, no logging, no libseccomp.  clone() without CLONE_VM gives the child a private
+ * copy of memory, so the argv it uses is prepared before clone() and never freed under it.
  *
  * Sandbox states: CREATING -> READY -> DYING -> (freed).  DYING starts on kill, destroy, or
  * the death of init (control socket EOF); the sandbox is freed only when the socket has
