@@ -12,8 +12,9 @@
  * sandboxed code (creation costs one clone() and a few small file writes on that thread).
  * From its first sandbox on, the engine also runs one preparation thread of its own, which
  * keeps network namespaces and uid slots with their cgroups ready ahead of demand;
- * sb_engine_free joins it and releases what it prepared.  Callbacks run on the loop.  Errors: negative SB_E* or negated errno; a function that
- * returns an error never calls its callback.
+ * sb_engine_free joins it and releases what it prepared.  Callbacks run on the loop.
+ * Errors: negative SB_E* or negated errno; a function that returns an error never calls its
+ * callback.
  */
 #ifndef SB_SANDBOX_H
 #define SB_SANDBOX_H
