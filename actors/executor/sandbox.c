@@ -1482,7 +1482,8 @@ sb_sandbox_create(sb_engine_t *e, const sb_sandbox_limits_t *lim, sb_sandbox_cre
     if (prepared && (cl.memory_bytes != SBX_DEF_MEMORY || cl.pids != SBX_DEF_PIDS ||
                      cl.cpu_pct != SBX_DEF_CPU) &&
         (rc = sb_cgroup_set_limits(&e->cg, sb->cg_name, &cl)) < 0) {
-        sb_log_error("SB-SBX-CGROUP-FAIL", "cannot set limits of %s: %s", sb->cg_name, sb_strerror(rc));
+        sb_log_error("SB-SBX-CGROUP-FAIL", "cannot set limits of %s: %s", sb->cg_name,
+                     sb_strerror(rc));
         goto fail_cg;
     }
     /* 3. fds and argv for the child, prepared before clone() */
