@@ -1,0 +1,257 @@
+/* xharness.c: the executor-actor tests' shared client, fakes and builders (xharness.h). */
+#include "xharness.h"
+
+#include "actors/executor/executor.h"
+#include "core/actor.h"
+#include "core/bus.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "protocols/mp.h"
+#include "protocols/msgs.h"
+#include "test.h"
+#include <dirent.h>
+#include <msgpack.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- the client: concurrent calls, every reply of a stream recorded ------------------------- */
+
+
+
+xh_client_t cl;
+
+static void
+cl_on_reply(sb_actor_t *a, int status, const sb_msg_t *m, void *ud)
+{
+    call_t *c = ud;
+    (void)a;
+    uv_mutex_lock(&cl.mu);
+    if (c->n < 4096) {
+        reply_t *r = &c->r[c->n++];
+        r->status = status;
+        if (m) {
+            r->type = m->type;
+            r->flags = m->flags;
+            r->body = malloc(m->body_len + 1);
+            memcpy(r->body, m->body, m->body_len);
+            r->len = m->body_len;
+        }
+    }
+    if (status != 0 || !m || !(m->flags & SB_MF_STREAM))
+        c->done = 1;
+    uv_cond_broadcast(&cl.cv);
+    uv_mutex_unlock(&cl.mu);
+}
+
+static void
+cl_on_async(uv_async_t *h)
+{
+    (void)h;
+    uv_mutex_lock(&cl.mu);
+    call_t *q = cl.queue;
+    cl.queue = NULL;
+    uv_mutex_unlock(&cl.mu);
+    for (call_t *c = q, *next; c; c = next) {
+        next = c->next;
+        int rc = sb_actor_request(cl.actor, sb_addr(c->dst), c->type, c->body, c->len,
+                                  c->timeout_ms, cl_on_reply, c, NULL);
+        if (rc) {
+            uv_mutex_lock(&cl.mu);
+            c->r[c->n++].status = rc;
+            c->done = 1;
+            uv_cond_broadcast(&cl.cv);
+            uv_mutex_unlock(&cl.mu);
+        }
+    }
+}
+
+static int
+cl_init(sb_actor_t *a, void *state)
+{
+    (void)state;
+    cl.actor = a;
+    uv_async_init(sb_actor_loop(a), &cl.async, cl_on_async);
+    return 0;
+}
+
+static void
+cl_stop(sb_actor_t *a, void *state)
+{
+    (void)a;
+    (void)state;
+    if (!uv_is_closing((uv_handle_t *)&cl.async))
+        uv_close((uv_handle_t *)&cl.async, NULL);
+}
+
+const sb_actor_ops_t cl_ops = {.abi = SB_ACTOR_ABI_V1, .name = "testclient",
+                                      .kind = SB_ACTOR_CLIENT, .state_size = 1,
+                                      .init = cl_init, .stop = cl_stop};
+
+call_t *
+call_start(uint16_t type, const sb_buf_t *b, uint32_t timeout_ms)
+{
+    call_t *c = calloc(1, sizeof *c);
+    c->dst = SB_ACTOR_EXECUTOR;
+    c->type = type;
+    c->body = malloc(b->len + 1);
+    memcpy(c->body, b->data, b->len);
+    c->len = b->len;
+    c->timeout_ms = timeout_ms;
+    uv_mutex_lock(&cl.mu);
+    c->next = cl.queue;
+    cl.queue = c;
+    uv_mutex_unlock(&cl.mu);
+    uv_async_send(&cl.async);
+    return c;
+}
+
+/* Wait until the call has n replies (0: until it is done). */
+void
+call_wait_n(call_t *c, size_t n, uint32_t ms)
+{
+    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000ull;
+    uv_mutex_lock(&cl.mu);
+    while (!c->done && (n == 0 || c->n < n)) {
+        uint64_t now = uv_hrtime();
+        if (now >= end)
+            break;
+        uv_cond_timedwait(&cl.cv, &cl.mu, end - now);
+    }
+    int ok = c->done || (n && c->n >= n);
+    uv_mutex_unlock(&cl.mu);
+    if (!ok) {
+        fprintf(stderr, "FAIL: no answer to message type %u within %u ms\n", c->type, ms);
+        exit(1);
+    }
+}
+
+void
+call_free(call_t *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->r[i].body);
+    free(c->body);
+    free(c);
+}
+
+/* One request, one final answer: returns the call (status of the last reply in ->r). */
+call_t *
+call(uint16_t type, const sb_buf_t *b, uint32_t timeout_ms)
+{
+    call_t *c = call_start(type, b, timeout_ms);
+    call_wait_n(c, 0, timeout_ms + 2000);
+    return c;
+}
+
+reply_t *
+last(call_t *c)
+{
+    CHECK(c->n > 0);
+    return &c->r[c->n - 1];
+}
+
+sb_msg_t
+as_msg(const reply_t *r)
+{
+    return (sb_msg_t){.type = r->type, .flags = r->flags, .body = r->body,
+                      .body_len = (uint32_t)r->len};
+}
+
+/* ---- fake monitor and scheduler ----------------------------------------------------------- */
+
+xh_rec_t rec;
+
+static int
+mon_handle(sb_actor_t *a, void *state, const sb_msg_t *m)
+{
+    (void)a;
+    (void)state;
+    uv_mutex_lock(&rec.mu);
+    if (m->type == SB_MSG_MON_EXEC) {
+        sb_mon_exec_t e;
+        CHECK(sb_mon_exec_decode(m, &e) == 0);
+        CHECK(e.runtime.len > 0 && e.status.len > 0 && e.duration_us > 0);
+        rec.mon_exec++;
+    } else if (m->type == SB_MSG_MON_SANDBOX) {
+        sb_mon_sandbox_t s;
+        CHECK(sb_mon_sandbox_decode(m, &s) == 0);
+        if (s.ended && rec.nended < 64)
+            sb_str_copy(rec.ended[rec.nended++], 24, s.id);
+        else if (!s.ended) {
+            rec.mon_sbx_samples++;
+            sb_str_copy(rec.sampled, sizeof rec.sampled, s.id);
+            rec.sampled_mem = s.memory;
+            rec.sampled_pids = s.pids;
+        }
+    } else if (m->type == SB_MSG_NODE_CAPACITY) {
+        sb_node_capacity_t c;
+        CHECK(sb_node_capacity_decode(m, &c) == 0);
+        rec.cap_reports++;
+        rec.cap_sandboxes = c.sandboxes;
+        rec.cap_max = c.max_sandboxes;
+        rec.cap_has_python = memmem(c.runtimes.ptr, c.runtimes.len, "python", 6) != NULL;
+    }
+    uv_cond_broadcast(&rec.cv);
+    uv_mutex_unlock(&rec.mu);
+    return 0;
+}
+
+const sb_actor_ops_t mon_ops = {.abi = SB_ACTOR_ABI_V1, .name = "fakemonitor",
+                                       .kind = SB_ACTOR_MONITOR, .state_size = 1,
+                                       .handle = mon_handle};
+const sb_actor_ops_t sched_ops = {.abi = SB_ACTOR_ABI_V1, .name = "fakesched",
+                                         .kind = SB_ACTOR_SCHEDULER, .state_size = 1,
+                                         .handle = mon_handle};
+
+/* Wait (deadline ms) until pred() holds; the recorder signals each report it takes. */
+int
+rec_wait(int (*pred)(void *), void *arg, int ms)
+{
+    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000ull;
+    uv_mutex_lock(&rec.mu);
+    int ok;
+    while (!(ok = pred(arg))) {
+        uint64_t now = uv_hrtime();
+        if (now >= end)
+            break;
+        uv_cond_timedwait(&rec.cv, &rec.mu, end - now);
+    }
+    uv_mutex_unlock(&rec.mu);
+    return ok;
+}
+
+/* ---- request builders ---------------------------------------------------------------------- */
+
+sb_buf_t B;
+
+sb_buf_t *
+enc(const sb_msgdef_t *d, const void *s)
+{
+    sb_buf_reset(&B);
+    CHECK(sb_codec_encode(d, s, &B) == 0);
+    return &B;
+}
+
+/* A msgpack array of strings, in a static buffer per slot. */
+sb_buf_t strv_bufs[4];
+
+sb_str_t
+strv(int slot, const char *const *v)
+{
+    sb_buf_t *buf = &strv_bufs[slot];
+    msgpack_packer pk;
+    size_t n = 0;
+    while (v[n])
+        n++;
+    sb_buf_reset(buf);
+    sb_codec_packer(&pk, buf);
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_str(&pk, strlen(v[i]));
+        msgpack_pack_str_body(&pk, v[i], strlen(v[i]));
+    }
+    return (sb_str_t){(const char *)buf->data, (uint32_t)buf->len};
+}
