@@ -100,6 +100,8 @@ gw_sandbox_t *sb__gw_sandbox_find(gw_ctx_t *ctx, const char *id);
 /* sb__gw_sandbox_owned finds id and checks p may act on it: NULL after answering 404. */
 gw_sandbox_t *sb__gw_sandbox_owned(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p,
                                    const char *id);
+/* sb__gw_sandbox_from_req: the same for the route's {id} parameter. */
+gw_sandbox_t *sb__gw_sandbox_from_req(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p);
 sb_addr_t sb__gw_sandbox_addr(const gw_sandbox_t *s);
 const char *sb__gw_sandbox_id(const gw_sandbox_t *s);
 void sb__gw_sandbox_touch(gw_ctx_t *ctx, gw_sandbox_t *s);

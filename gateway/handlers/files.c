@@ -155,12 +155,8 @@ files_send(fop_t *f, sb_http_req_t *req, const char *op, const char *path2, sb_s
 static fop_t *
 files_begin(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p, int need_path)
 {
-    char sid[64], depth[8];
-    if (sb_str_copy(sid, sizeof sid, sb_http_param(req, "id")) != 0) {
-        sb_http_respond_error(req, 404, "not_found", "no such sandbox");
-        return NULL;
-    }
-    gw_sandbox_t *s = sb__gw_sandbox_owned(ctx, req, p, sid);
+    char depth[8];
+    gw_sandbox_t *s = sb__gw_sandbox_from_req(ctx, req, p);
     if (!s)
         return NULL;
     fop_t *f = sb_xcalloc(1, sizeof *f);

@@ -374,21 +374,10 @@ gk_rest_on_event(void *ud, int err, const char *type, json_t *data)
     gk_rest_free(x);
 }
 
-static gw_sandbox_t *
-gk_sandbox(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p)
-{
-    char sid[64];
-    if (sb_str_copy(sid, sizeof sid, sb_http_param(req, "id")) != 0) {
-        sb_http_respond_error(req, 404, "not_found", "no such sandbox");
-        return NULL;
-    }
-    return sb__gw_sandbox_owned(ctx, req, p, sid);
-}
-
 static void
 gk_execute(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p)
 {
-    gw_sandbox_t *s = gk_sandbox(ctx, req, p);
+    gw_sandbox_t *s = sb__gw_sandbox_from_req(ctx, req, p);
     if (!s)
         return;
     json_t *b = sb__gw_json_body(req);
@@ -477,7 +466,7 @@ gk_on_context(gw_ctx_t *ctx, sb_http_req_t *req, int status, const sb_msg_t *m, 
 static void
 gk_context_op(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p, const char *op)
 {
-    gw_sandbox_t *s = gk_sandbox(ctx, req, p);
+    gw_sandbox_t *s = sb__gw_sandbox_from_req(ctx, req, p);
     if (!s)
         return;
     char cid[129] = "";

@@ -69,6 +69,17 @@ sb__gw_sandbox_owned(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p,
     return s;
 }
 
+gw_sandbox_t *
+sb__gw_sandbox_from_req(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p)
+{
+    char sid[64];
+    if (sb_str_copy(sid, sizeof sid, sb_http_param(req, "id")) != 0) {
+        sb_http_respond_error(req, 404, "not_found", "no such sandbox");
+        return NULL;
+    }
+    return sb__gw_sandbox_owned(ctx, req, p, sid);
+}
+
 sb_addr_t
 sb__gw_sandbox_addr(const gw_sandbox_t *s)
 {
@@ -644,12 +655,7 @@ sbx_on_deleted(gw_ctx_t *ctx, sb_http_req_t *req, int status, const sb_msg_t *m,
 static void
 sbx_delete(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p)
 {
-    char sid[64];
-    if (sb_str_copy(sid, sizeof sid, sb_http_param(req, "id")) != 0) {
-        sb_http_respond_error(req, 404, "not_found", "no such sandbox");
-        return;
-    }
-    gw_sandbox_t *s = sb__gw_sandbox_owned(ctx, req, p, sid);
+    gw_sandbox_t *s = sb__gw_sandbox_from_req(ctx, req, p);
     if (!s)
         return;
     sb_sbx_destroy_t dm = {.id = sb_str(s->id), .reason = SB_STR("deleted")};
@@ -674,13 +680,8 @@ sbx_delete(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p)
 static void
 sbx_timeout(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p)
 {
-    char sid[64];
     int64_t t = -1;
-    if (sb_str_copy(sid, sizeof sid, sb_http_param(req, "id")) != 0) {
-        sb_http_respond_error(req, 404, "not_found", "no such sandbox");
-        return;
-    }
-    gw_sandbox_t *s = sb__gw_sandbox_owned(ctx, req, p, sid);
+    gw_sandbox_t *s = sb__gw_sandbox_from_req(ctx, req, p);
     if (!s)
         return;
     json_t *b = sb__gw_json_body(req);
@@ -736,7 +737,6 @@ sbx_on_cmd(gw_ctx_t *ctx, sb_http_req_t *req, int status, const sb_msg_t *m, voi
 static void
 sbx_commands(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p)
 {
-    char sid[64];
     const char *cmd, *cwd, *in;
     size_t cmdlen, inlen;
     int64_t timeout = 0;
@@ -745,11 +745,7 @@ sbx_commands(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p)
     json_t *b = NULL;
     msgpack_packer pk;
 
-    if (sb_str_copy(sid, sizeof sid, sb_http_param(req, "id")) != 0) {
-        sb_http_respond_error(req, 404, "not_found", "no such sandbox");
-        return;
-    }
-    gw_sandbox_t *s = sb__gw_sandbox_owned(ctx, req, p, sid);
+    gw_sandbox_t *s = sb__gw_sandbox_from_req(ctx, req, p);
     if (!s)
         return;
     sb_buf_init(&argv, 0);
@@ -860,12 +856,7 @@ sbx_on_ps(gw_ctx_t *ctx, sb_http_req_t *req, int status, const sb_msg_t *m, void
 static void
 sbx_processes(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p)
 {
-    char sid[64];
-    if (sb_str_copy(sid, sizeof sid, sb_http_param(req, "id")) != 0) {
-        sb_http_respond_error(req, 404, "not_found", "no such sandbox");
-        return;
-    }
-    gw_sandbox_t *s = sb__gw_sandbox_owned(ctx, req, p, sid);
+    gw_sandbox_t *s = sb__gw_sandbox_from_req(ctx, req, p);
     if (!s)
         return;
     sb__gw_sandbox_touch(ctx, s);
