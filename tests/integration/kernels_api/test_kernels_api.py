@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from soulbox_proc import Soulbox, run_tests  # noqa: E402
+from soulbox_proc import Soulbox, make_keys, run_tests  # noqa: E402
 
 import requests  # noqa: E402
 
@@ -54,13 +54,7 @@ def setup():
     global SB
     SB = Soulbox(BIN, ["serve", "--port", "0", "--auth-admin-key", ADMIN,
                        "--pool-min-size", "2", "--ratelimit-per-key-per-minute", "100000"]).start()
-    KEYS["admin"] = ADMIN
-    for role, name in [("user", "alice"), ("user2", "bob"), ("viewer", "carol")]:
-        r = requests.post(SB.url("/api/v1/keys"), headers={"Authorization": "Bearer " + ADMIN},
-                          json={"name": name, "role": "viewer" if role == "viewer" else "user"},
-                          timeout=30)
-        assert r.status_code == 201, r.text
-        KEYS[role] = r.json()["key"]
+    KEYS.update(make_keys(SB, ADMIN))
 
 
 def test_python_stateful_flow():

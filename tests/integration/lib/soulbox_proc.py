@@ -97,6 +97,21 @@ class Soulbox:
         return self.proc.returncode if self.proc else None
 
 
+def make_keys(sb, admin_key, roles=(("user", "alice"), ("user2", "bob"), ("viewer", "carol"))):
+    """Mint API keys through POST /api/v1/keys with the admin key; returns {label: key} with
+    "admin" included.  A label starting with "viewer" gets the viewer role, others user."""
+    import requests
+    keys = {"admin": admin_key}
+    for label, name in roles:
+        r = requests.post(sb.url("/api/v1/keys"), headers={"Authorization": "Bearer " + admin_key},
+                          json={"name": name,
+                                "role": "viewer" if label.startswith("viewer") else "user"},
+                          timeout=30)
+        assert r.status_code == 201, r.text
+        keys[label] = r.json()["key"]
+    return keys
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from soulbox_proc import Soulbox, run_tests  # noqa: E402
+from soulbox_proc import Soulbox, make_keys, run_tests  # noqa: E402
 
 import requests  # noqa: E402
 import websockets  # noqa: E402
@@ -77,13 +77,7 @@ def setup():
                        "--ws.session_idle_s=4", "--ws.max_message_bytes=65536",
                        "--ws.max_frame_bytes=65536", "--ws.messages_per_second=20",
                        "--ws.max_sessions_per_key=6"]).start()
-    KEYS["admin"] = ADMIN
-    for role, name in [("user", "alice"), ("user2", "bob"), ("viewer", "carol")]:
-        r = requests.post(SB.url("/api/v1/keys"), headers={"Authorization": "Bearer " + ADMIN},
-                          json={"name": name, "role": "viewer" if role == "viewer" else "user"},
-                          timeout=30)
-        assert r.status_code == 201, r.text
-        KEYS[role] = r.json()["key"]
+    KEYS.update(make_keys(SB, ADMIN))
 
 
 def test_same_port_http_and_ws():
