@@ -454,7 +454,9 @@ x_init(sb_actor_t *a, void *state)
     uv_timer_init(sb_actor_loop(a), &x->ktimer);
     x->tick.data = x->flush.data = x->retry.data = x->ktimer.data = x;
     x->handles_open = true;
-    uv_timer_start(&x->tick, x_on_tick, X_TICK_MS, X_TICK_MS);
+    /* The first tick at once: the scheduler (started before us) learns this node's capacity
+     * before the gateway accepts its first request, instead of a second later. */
+    uv_timer_start(&x->tick, x_on_tick, 0, X_TICK_MS);
     sb_log_info("SB-EXEC-READY", "executor: %zu runtime(s), at most %lld sandboxes",
                 x->plugins ? sb_plugins_count(x->plugins) : (size_t)0,
                 (long long)x->cfg->executor_max_sandboxes);
