@@ -399,6 +399,101 @@ sb__gw_store(gw_ctx_t *ctx, const char *kind, json_t *record)
     free(text);
 }
 
+/* Audit events never block a response, and none is dropped silently: an event the auditor
+ * cannot take yet (its queue full: SB_EAGAIN, or no answer in time) waits in a bounded queue
+ * here and is re-sent by sb__gw_audit_flush (the gateway's 1 s timer); past GW_AUDIT_QUEUE
+ * events, or on a hard error, it is logged as SB-GW-AUDIT-DROP and counted. */
+#define GW_AUDIT_QUEUE 4096
+
+typedef struct gw_audit_ev {
+    struct gw_audit_ev *next;
+    gw_ctx_t *ctx;
+    size_t len;
+    uint8_t body[];
+} gw_audit_ev_t;
+
+static void gw_audit_send(gw_ctx_t *ctx, gw_audit_ev_t *ev);
+
+static void
+gw_audit_park(gw_ctx_t *ctx, gw_audit_ev_t *ev, int why)
+{
+    if (ctx->audit_queued >= GW_AUDIT_QUEUE) {
+        ctx->audit_dropped++;
+        sb_log_error("SB-GW-AUDIT-DROP", "audit event dropped (%s; %llu dropped so far): the "
+                     "auditor has not kept up with %d queued events",
+                     sb_strerror(why), (unsigned long long)ctx->audit_dropped, GW_AUDIT_QUEUE);
+        free(ev);
+        return;
+    }
+    ev->next = NULL;
+    if (ctx->audit_tail)
+        ((gw_audit_ev_t *)ctx->audit_tail)->next = ev;
+    else
+        ctx->audit_head = ev;
+    ctx->audit_tail = ev;
+    ctx->audit_queued++;
+}
+
+static void
+gw_on_audit_reply(sb_actor_t *a, int status, const sb_msg_t *m, void *ud)
+{
+    gw_audit_ev_t *ev = ud;
+    (void)a;
+    (void)m;
+    if (status == 0) {
+        free(ev);
+    } else if (status == SB_EAGAIN || status == SB_ETIMEDOUT) {
+        gw_audit_park(ev->ctx, ev, status); /* the auditor is slow: try again later */
+    } else {
+        ev->ctx->audit_dropped++;
+        sb_log_error("SB-GW-AUDIT-DROP", "audit event refused by the auditor: %s",
+                     sb_strerror(status));
+        free(ev);
+    }
+}
+
+static void
+gw_audit_send(gw_ctx_t *ctx, gw_audit_ev_t *ev)
+{
+    int r = sb_actor_request(ctx->actor, sb_addr(SB_ACTOR_AUDITOR), SB_MSG_AUDIT_EVENT, ev->body,
+                             ev->len, 10000, gw_on_audit_reply, ev, NULL);
+    if (r)
+        gw_audit_park(ctx, ev, r);
+}
+
+void
+sb__gw_audit_flush(gw_ctx_t *ctx)
+{
+    /* Re-send what waits, oldest first; stop at the first refusal (it goes back in line). */
+    size_t n = ctx->audit_queued;
+    for (size_t i = 0; i < n && ctx->audit_head; i++) {
+        gw_audit_ev_t *ev = ctx->audit_head;
+        ctx->audit_head = ev->next;
+        if (!ctx->audit_head)
+            ctx->audit_tail = NULL;
+        ctx->audit_queued--;
+        size_t before = ctx->audit_queued;
+        gw_audit_send(ctx, ev);
+        if (ctx->audit_queued > before)
+            break;
+    }
+}
+
+void
+sb__gw_audit_fini(gw_ctx_t *ctx)
+{
+    if (ctx->audit_queued)
+        sb_log_error("SB-GW-AUDIT-DROP", "%zu audit event(s) still waiting at shutdown",
+                     ctx->audit_queued);
+    while (ctx->audit_head) {
+        gw_audit_ev_t *ev = ctx->audit_head;
+        ctx->audit_head = ev->next;
+        free(ev);
+    }
+    ctx->audit_tail = NULL;
+    ctx->audit_queued = 0;
+}
+
 void
 sb__gw_audit(gw_ctx_t *ctx, const char *type, const gw_principal_t *p, json_t *fields)
 {
@@ -407,17 +502,25 @@ sb__gw_audit(gw_ctx_t *ctx, const char *type, const gw_principal_t *p, json_t *f
         json_decref(fields);
     char who[300];
     snprintf(who, sizeof who, "%s", p ? p->id : "anonymous");
-    sb_audit_event_t ev = {.type = sb_str(type), .actor = SB_STR("gateway"),
-                           .principal = sb_str(who), .fields = sb_str(text ? text : "{}"),
-                           .ts_ms = sb_now_real_ms()};
+    sb_audit_event_t e = {.type = sb_str(type), .actor = SB_STR("gateway"),
+                          .principal = sb_str(who), .fields = sb_str(text ? text : "{}"),
+                          .ts_ms = sb_now_real_ms()};
     sb_buf_t *b = sb_actor_scratch(ctx->actor);
-    int r = sb_audit_event_encode(&ev, b);
-    if (r == 0)
-        r = sb_actor_request(ctx->actor, sb_addr(SB_ACTOR_AUDITOR), SB_MSG_AUDIT_EVENT, b->data,
-                             b->len, 10000, gw_on_fire_reply, "SB-GW-AUDIT-FAIL", NULL);
-    if (r)
-        sb_log_warn("SB-GW-AUDIT-FAIL", "audit event %s not sent: %s", type, sb_strerror(r));
+    int r = sb_audit_event_encode(&e, b);
     free(text);
+    if (r) {
+        sb_log_error("SB-GW-AUDIT-DROP", "audit event %s not encodable: %s", type,
+                     sb_strerror(r));
+        return;
+    }
+    gw_audit_ev_t *ev = sb_xmalloc(sizeof *ev + b->len);
+    ev->ctx = ctx;
+    ev->len = b->len;
+    memcpy(ev->body, b->data, b->len);
+    if (ctx->audit_queued) /* keep the order: behind what already waits */
+        gw_audit_park(ctx, ev, SB_EAGAIN);
+    else
+        gw_audit_send(ctx, ev);
 }
 
 /* ---- small helpers ---------------------------------------------------------------------- */

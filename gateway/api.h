@@ -33,6 +33,10 @@ typedef struct gw_ctx {
     void *auth; /* the auth module (gateway/auth.h), NULL until wired */
     gw_sandbox_t *sandboxes; /* live sandboxes this gateway manages (expiry, node) */
     uv_timer_t expiry_timer;
+    /* audit events waiting for a slow auditor (api.c), bounded */
+    void *audit_head, *audit_tail;
+    size_t audit_queued;
+    uint64_t audit_dropped;
 } gw_ctx_t;
 
 /* A handler that runs once the caller is authenticated with at least the route's role. */
@@ -80,6 +84,10 @@ int sb__gw_call(gw_ctx_t *ctx, sb_http_req_t *req, sb_addr_t dst, uint16_t type,
 void sb__gw_store(gw_ctx_t *ctx, const char *kind, json_t *record /* stolen */);
 void sb__gw_audit(gw_ctx_t *ctx, const char *type, const gw_principal_t *p,
                   json_t *fields /* stolen */);
+/* sb__gw_audit_flush re-sends audit events a slow auditor could not take yet (a timer calls
+ * it); sb__gw_audit_fini logs and frees what still waits at shutdown. */
+void sb__gw_audit_flush(gw_ctx_t *ctx);
+void sb__gw_audit_fini(gw_ctx_t *ctx);
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 void sb__gw_new_id(const char *prefix, char *out, size_t cap);   /* prefix + 16 hex */

@@ -259,6 +259,7 @@ gw_on_report(uv_timer_t *t)
 {
     gw_state_t *gs = t->data;
     sb_buf_t raw, *b;
+    sb__gw_audit_flush(&gs->ctx);
     if (gs->ncounts == 0)
         return;
     sb_buf_init(&raw, 0);
@@ -420,6 +421,8 @@ gw_stop(sb_actor_t *a, void *state)
 {
     gw_state_t *gs = state;
     (void)a;
+    /* a last try for audit events a slow auditor left waiting; the grace period covers it */
+    sb__gw_audit_flush(&gs->ctx);
     if (gs->report_timer.data && !uv_is_closing((uv_handle_t *)&gs->report_timer))
         uv_close((uv_handle_t *)&gs->report_timer, NULL);
     sb__gw_ws_stop(gs->ws);
@@ -437,6 +440,7 @@ gw_fini(sb_actor_t *a, void *state)
 {
     gw_state_t *gs = state;
     (void)a;
+    sb__gw_audit_fini(&gs->ctx);
     sb__gw_ws_free(gs->ws);
     gs->ws = NULL;
     if (gs->ctx.auth)
