@@ -196,6 +196,49 @@ def test_sigint_idle():
     assert "soulbox stopped (cleanly)" in sb.log()
 
 
+def test_audit_events_wait_for_the_auditor():
+    """Audit events the gateway cannot hand to an auditor yet are not lost: they wait in its
+    bounded queue and reach the auditor once one joins the bus."""
+    admin = "sbk_audit_wait_admin_key_0123456789abcdef"
+    pa, pb = free_port(), free_port()
+    a = serve("--roles", "gateway,scheduler,pool,executor,monitor,storage", "--node", "node-a",
+              "--bus-listen", "tcp://127.0.0.1:%d" % pa, "--bus-secret", SECRET,
+              "--bus-hello-ms", "100", "--auth-admin-key", admin, "--pool-min-size", "0",
+              name="a").start()
+    b = None
+    try:
+        hdr = {"Authorization": "Bearer " + admin}
+        deadline = time.monotonic() + 20
+        while True:  # the scheduler may not know the executor for a moment after start
+            r = requests.post(a.url("/api/v1/execute"), headers=hdr, timeout=60,
+                              json={"runtime": "bash", "code": "echo audited"})
+            if r.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert r.status_code == 200 and r.json()["stdout"] == "audited\n", r.text
+        exec_id = r.json()["id"]
+        # no auditor anywhere yet: the query has nowhere to go
+        assert requests.get(a.url("/api/v1/audit"), headers=hdr, timeout=30).status_code == 503
+        b = serve("--roles", "auditor", "--node", "node-b",
+                  "--bus-listen", "tcp://127.0.0.1:%d" % pb,
+                  "--bus-join", "tcp://127.0.0.1:%d" % pa, "--bus-secret", SECRET,
+                  "--bus-hello-ms", "100", name="b").start()
+        deadline = time.monotonic() + 20
+        found = False
+        while time.monotonic() < deadline and not found:
+            r = requests.get(a.url("/api/v1/audit?type=execution"), headers=hdr, timeout=30)
+            if r.status_code == 200:
+                found = any(x.get("fields", {}).get("execution_id") == exec_id
+                            for x in r.json()["records"])
+            time.sleep(0.2)  # the queue is re-sent every second once the auditor is reachable
+        assert found, (r.status_code, r.text, a.log()[-2000:])
+        assert "SB-GW-AUDIT-DROP" not in a.log()
+    finally:
+        if b:
+            assert b.stop() == 0, b.log()
+        assert a.stop() == 0, a.log()
+
+
 def refused(args, env=None, needles=()):
     p = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=20,
                        env=dict(os.environ, **(env or {})))
@@ -225,4 +268,5 @@ def test_invalid_config_refused():
 if __name__ == "__main__":
     sys.exit(run_tests([test_health_all_actors, test_roles_split_over_two_processes,
                         test_stranger_on_bus_port_refused, test_sigterm_under_load,
-                        test_sigint_idle, test_invalid_config_refused]))
+                        test_sigint_idle, test_invalid_config_refused,
+                        test_audit_events_wait_for_the_auditor]))
