@@ -33,7 +33,7 @@ typedef struct gw_ctx {
     void *auth; /* the auth module (gateway/auth.h), NULL until wired */
     gw_sandbox_t *sandboxes; /* live sandboxes this gateway manages (expiry, node) */
     uv_timer_t expiry_timer;
-    /* audit events waiting for a slow auditor (api.c), bounded */
+    /* audit events waiting for a slow auditor (api_common.c), bounded */
     void *audit_head, *audit_tail;
     size_t audit_queued;
     uint64_t audit_dropped;

@@ -1,5 +1,5 @@
 /*
- * http_internal.h: what the files of the HTTP server (http.c, http_router.c) share, plus the
+ * http_internal.h: what the files of the HTTP server (http_server.c, http_router.c) share, plus the
  * hooks tests and the fuzzer use to drive a connection from a buffer without a socket.
  * Nothing here is for the rest of the gateway: use http.h.
  */

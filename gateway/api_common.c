@@ -1,5 +1,5 @@
 /*
- * api.c: helpers the REST handlers share (see api.h): authenticated routes, validation that
+ * api_common.c: helpers the REST handlers share (see api.h): authenticated routes, validation that
  * names the offending field, error mapping, bus calls bound to an HTTP request, and the
  * storage records and audit events that accompany every request type.
  */

@@ -1,5 +1,5 @@
 /*
- * http.c: the gateway's HTTP/1.1 server -- connections, llhttp glue, request queue,
+ * http_server.c: the gateway's HTTP/1.1 server -- connections, llhttp glue, request queue,
  * responses, timeouts, backpressure, graceful close and the upgrade hand-over.
  *
  * A connection reads into a shared buffer and feeds llhttp.  Each request gets an
