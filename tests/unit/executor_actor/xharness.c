@@ -255,3 +255,75 @@ strv(int slot, const char *const *v)
     }
     return (sb_str_t){(const char *)buf->data, (uint32_t)buf->len};
 }
+
+/* ---- sandboxes and runs ---------------------------------------------------------------- */
+
+char *
+create_warm(const char *runtime, bool warm)
+{
+    sb_sbx_create_t req = {.runtime = sb_str(runtime), .owner = SB_STR("test"), .warm = warm};
+    call_t *c = call(SB_MSG_SBX_CREATE, enc(&sb_sbx_create_def, &req), 10000);
+    CHECK_EQ(last(c)->status, 0);
+    CHECK_EQ(last(c)->type, SB_MSG_SBX_INFO);
+    sb_msg_t m = as_msg(last(c));
+    sb_sbx_info_t info;
+    CHECK(sb_sbx_info_decode(&m, &info) == 0);
+    CHECK(info.id.len == 20 && memcmp(info.id.ptr, "sbx-", 4) == 0);
+    CHECK(sb_str_eq(info.state, "running"));
+    char *id = sb_str_dup(info.id);
+    call_free(c);
+    return id;
+}
+
+char *
+create(const char *runtime)
+{
+    return create_warm(runtime, false);
+}
+
+int
+destroy(const char *id)
+{
+    sb_sbx_destroy_t req = {.id = sb_str(id), .reason = SB_STR("deleted")};
+    call_t *c = call(SB_MSG_SBX_DESTROY, enc(&sb_sbx_destroy_def, &req), 10000);
+    int st = last(c)->status;
+    if (st == 0) {
+        CHECK_EQ(last(c)->type, SB_MSG_EXEC_ACK);
+        sb_msg_t m = as_msg(last(c));
+        sb_exec_ack_t ack;
+        CHECK(sb_exec_ack_decode(&m, &ack) == 0 && sb_str_eq(ack.id, id));
+    }
+    call_free(c);
+    return st;
+}
+
+/* The RESULT of a finished RUN/CMD call (which must end with one). */
+void
+result_of(call_t *c, result_t *out)
+{
+    out->c = c;
+    CHECK_EQ(last(c)->status, 0);
+    CHECK_EQ(last(c)->type, SB_MSG_RESULT);
+    CHECK(last(c)->flags & SB_MF_FINAL);
+    out->m = as_msg(last(c));
+    CHECK(sb_result_decode(&out->m, &out->res) == 0);
+}
+
+call_t *
+run(sb_run_t *req, uint32_t timeout_ms)
+{
+    return call(SB_MSG_RUN, enc(&sb_run_def, req), timeout_ms);
+}
+
+int
+status_is(const result_t *r, const char *s)
+{
+    if (!sb_str_eq(r->res.status, s)) {
+        fprintf(stderr, "status %.*s (want %s), error '%.*s', stderr '%.*s'\n",
+                (int)r->res.status.len, r->res.status.ptr, s, (int)r->res.error.len,
+                r->res.error.ptr, (int)(r->res.stderr.len > 400 ? 400 : r->res.stderr.len),
+                r->res.stderr.ptr);
+        return 0;
+    }
+    return 1;
+}

@@ -10,6 +10,9 @@
 #include "core/actor.h"
 #include "core/buf.h"
 #include "protocols/codec.h"
+#include "protocols/msgs.h"
+
+#include <stdbool.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -76,5 +79,18 @@ int rec_wait(int (*pred)(void *), void *arg, int ms);
  * in one of four static slots. */
 sb_buf_t *enc(const sb_msgdef_t *d, const void *s);
 sb_str_t strv(int slot, const char *const *v);
+
+/* Sandboxes and runs through the executor (each CHECKs the reply's shape). */
+typedef struct {
+    call_t *c;
+    sb_result_t res;
+    sb_msg_t m;
+} result_t;
+char *create_warm(const char *runtime, bool warm); /* the new id, malloc'd */
+char *create(const char *runtime);
+int destroy(const char *id);                       /* the reply's status */
+void result_of(call_t *c, result_t *out);          /* the RESULT a RUN/CMD call ended with */
+call_t *run(sb_run_t *req, uint32_t timeout_ms);
+int status_is(const result_t *r, const char *s);   /* 1, or 0 after printing why not */
 
 #endif
