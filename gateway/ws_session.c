@@ -311,8 +311,13 @@ ex_kernel_cb(void *ud, int err, const char *type, json_t *data)
     wss_exec_t *e = ud;
     if (err) {
         int to = err == SB_ETIMEDOUT;
-        ex_send(e, json_pack("{s:s,s:s,s:s}", "type", "error", "code", "execution_failed",
-                             "message", to ? "the execution timed out" : sb_strerror(err)));
+        /* the executor's reason in words (kernel crashed, unknown context, ...), not just
+         * the error code, so a client can tell what happened */
+        const char *why = sb__gw_kernel_error();
+        ex_send(e, json_pack("{s:s,s:s,s:s,s:s}", "type", "error", "code", "execution_failed",
+                             "message", to ? "the execution timed out"
+                                        : why && *why ? why : sb_strerror(err),
+                             "reason", type ? type : "failed"));
         ex_finish(e, json_pack("{s:s,s:i,s:s,s:I}", "type", "exit", "exit_code", -1, "status",
                                to ? "timeout" : "failed", "execution_time",
                                (json_int_t)ex_ms(e)));
