@@ -646,26 +646,9 @@ uid_has_process(uint32_t uid)
 int
 main(void)
 {
-    sb_bus_t *bus;
-    sb_actor_t *exec, *mon, *sched;
-    sb_config_t cfg;
-    char err[512], *argv[] = {"--executor.max_sandboxes=4", NULL}, *env[] = {NULL}, *rest[4];
-    int nrest = 0;
+    xh_world_t w;
     const int max = 4;
-    signal(SIGPIPE, SIG_IGN);
-    sb_buf_init(&B, 0);
-    for (int i = 0; i < 4; i++)
-        sb_buf_init(&strv_bufs[i], 0);
-    uv_mutex_init(&cl.mu);
-    uv_cond_init(&cl.cv);
-    uv_mutex_init(&rec.mu);
-    uv_cond_init(&rec.cv);
-    CHECK(sb_config_load(&cfg, 1, argv, env, &nrest, rest, err, sizeof err) == 0);
-    CHECK(sb_bus_alloc(&(sb_bus_opts_t){0}, &bus) == 0);
-    CHECK(sb_actor_spawn(bus, &mon_ops, NULL, &mon) == 0);
-    CHECK(sb_actor_spawn(bus, &sched_ops, NULL, &sched) == 0);
-    CHECK(sb_actor_spawn(bus, &sb_executor_actor, &cfg, &exec) == 0);
-    CHECK(sb_actor_spawn(bus, &cl_ops, NULL, &cl.actor) == 0);
+    xh_start(&w, (const char *const[]){"--executor.max_sandboxes=4", NULL});
 
     test_create_run_destroy();
     test_oneshot();
@@ -678,7 +661,7 @@ main(void)
     test_errors();
     test_max_sandboxes(max);
     test_reports(max);
-    test_requester_gone(bus);
+    test_requester_gone(w.bus);
 
     /* stop with live sandboxes (one running a background process and one mid-run) */
     char *a = create("python"), *b = create("bash");
@@ -696,9 +679,9 @@ main(void)
     unsigned slots[64];
     int nslots = our_slots(slots, 64);
     CHECK(nslots >= 2);
-    sb_actor_stop(exec, 10000);
-    CHECK_EQ(sb_actor_join(exec), 0);
-    sb_actor_free(exec);
+    sb_actor_stop(w.exec, 10000);
+    CHECK_EQ(sb_actor_join(w.exec), 0);
+    sb_actor_free(w.exec);
     call_wait_n(inflight, 0, 5000); /* the run in flight ended: killed */
     result_t r;
     result_of(inflight, &r);
@@ -718,19 +701,6 @@ main(void)
     free(b);
     sb_test_ok("stop with live sandboxes: join 0, no process, cgroup or state dir left");
 
-    sb_actor_stop(cl.actor, 1000);
-    CHECK_EQ(sb_actor_join(cl.actor), 0);
-    sb_actor_free(cl.actor);
-    sb_actor_stop(mon, 1000);
-    sb_actor_stop(sched, 1000);
-    CHECK_EQ(sb_actor_join(mon), 0);
-    CHECK_EQ(sb_actor_join(sched), 0);
-    sb_actor_free(mon);
-    sb_actor_free(sched);
-    sb_bus_free(bus);
-    sb_config_fini(&cfg);
-    sb_buf_fini(&B);
-    for (int i = 0; i < 4; i++)
-        sb_buf_fini(&strv_bufs[i]);
+    xh_stop(&w);
     return sb_test_done();
 }

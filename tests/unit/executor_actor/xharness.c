@@ -327,3 +327,43 @@ status_is(const result_t *r, const char *s)
     }
     return 1;
 }
+
+/* ---- the world ---------------------------------------------------------------------------- */
+
+void
+xh_start(xh_world_t *w, const char *const *flags)
+{
+    signal(SIGPIPE, SIG_IGN);
+    sb_buf_init(&B, 0);
+    for (int i = 0; i < 4; i++)
+        sb_buf_init(&strv_bufs[i], 0);
+    uv_mutex_init(&cl.mu);
+    uv_cond_init(&cl.cv);
+    uv_mutex_init(&rec.mu);
+    uv_cond_init(&rec.cv);
+    sb_test_config(&w->cfg, flags);
+    CHECK(sb_bus_alloc(&(sb_bus_opts_t){0}, &w->bus) == 0);
+    CHECK(sb_actor_spawn(w->bus, &mon_ops, NULL, &w->mon) == 0);
+    CHECK(sb_actor_spawn(w->bus, &sched_ops, NULL, &w->sched) == 0);
+    CHECK(sb_actor_spawn(w->bus, &sb_executor_actor, &w->cfg, &w->exec) == 0);
+    CHECK(sb_actor_spawn(w->bus, &cl_ops, NULL, &cl.actor) == 0);
+}
+
+void
+xh_stop(xh_world_t *w)
+{
+    sb_actor_stop(cl.actor, 1000);
+    CHECK_EQ(sb_actor_join(cl.actor), 0);
+    sb_actor_free(cl.actor);
+    sb_actor_stop(w->mon, 1000);
+    sb_actor_stop(w->sched, 1000);
+    CHECK_EQ(sb_actor_join(w->mon), 0);
+    CHECK_EQ(sb_actor_join(w->sched), 0);
+    sb_actor_free(w->mon);
+    sb_actor_free(w->sched);
+    sb_bus_free(w->bus);
+    sb_config_fini(&w->cfg);
+    sb_buf_fini(&B);
+    for (int i = 0; i < 4; i++)
+        sb_buf_fini(&strv_bufs[i]);
+}

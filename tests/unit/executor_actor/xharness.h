@@ -8,6 +8,7 @@
 #define SB_TEST_XHARNESS_H
 
 #include "core/actor.h"
+#include "core/config.h"
 #include "core/buf.h"
 #include "protocols/codec.h"
 #include "protocols/msgs.h"
@@ -92,5 +93,16 @@ int destroy(const char *id);                       /* the reply's status */
 void result_of(call_t *c, result_t *out);          /* the RESULT a RUN/CMD call ended with */
 call_t *run(sb_run_t *req, uint32_t timeout_ms);
 int status_is(const result_t *r, const char *s);   /* 1, or 0 after printing why not */
+
+/* The world every executor test runs in: a private bus, the real executor (configured by the
+ * given flags), the fake monitor and scheduler, and the client.  xh_stop stops all but the
+ * executor (each test stops that itself, checking how it goes) and frees everything. */
+typedef struct {
+    sb_bus_t *bus;
+    sb_actor_t *exec, *mon, *sched;
+    sb_config_t cfg;
+} xh_world_t;
+void xh_start(xh_world_t *w, const char *const *flags);
+void xh_stop(xh_world_t *w);
 
 #endif

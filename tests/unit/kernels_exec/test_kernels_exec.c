@@ -592,25 +592,8 @@ test_oneshot_via_kernel(void)
 int
 main(void)
 {
-    sb_bus_t *bus;
-    sb_actor_t *exec, *mon, *sched;
-    sb_config_t cfg;
-    char err[512], *argv[] = {"--executor.max_sandboxes=8", NULL}, *env[] = {NULL}, *rest[4];
-    int nrest = 0;
-    signal(SIGPIPE, SIG_IGN);
-    sb_buf_init(&B, 0);
-    for (int i = 0; i < 4; i++)
-        sb_buf_init(&strv_bufs[i], 0);
-    uv_mutex_init(&cl.mu);
-    uv_cond_init(&cl.cv);
-    uv_mutex_init(&rec.mu);
-    uv_cond_init(&rec.cv);
-    CHECK(sb_config_load(&cfg, 1, argv, env, &nrest, rest, err, sizeof err) == 0);
-    CHECK(sb_bus_alloc(&(sb_bus_opts_t){0}, &bus) == 0);
-    CHECK(sb_actor_spawn(bus, &mon_ops, NULL, &mon) == 0);
-    CHECK(sb_actor_spawn(bus, &sched_ops, NULL, &sched) == 0);
-    CHECK(sb_actor_spawn(bus, &sb_executor_actor, &cfg, &exec) == 0);
-    CHECK(sb_actor_spawn(bus, &cl_ops, NULL, &cl.actor) == 0);
+    xh_world_t w;
+    xh_start(&w, (const char *const[]){"--executor.max_sandboxes=8", NULL});
 
     test_python_state();
     test_contexts();
@@ -621,28 +604,15 @@ main(void)
     char *id = create("python");
     call_t *c = kexec_start(id, NULL, NULL, "print('x', flush=True)\nwhile True: pass", 0);
     call_wait_n(c, 1, 30000);
-    sb_actor_stop(exec, 10000);
-    CHECK_EQ(sb_actor_join(exec), 0);
-    sb_actor_free(exec);
+    sb_actor_stop(w.exec, 10000);
+    CHECK_EQ(sb_actor_join(w.exec), 0);
+    sb_actor_free(w.exec);
     call_wait_n(c, 0, 5000);
     CHECK(last(c)->status != 0 || last(c)->type == SB_MSG_KERNEL_DONE);
     call_free(c);
     free(id);
     sb_test_ok("stop with a kernel mid-cell: join 0, the execution answered");
 
-    sb_actor_stop(cl.actor, 1000);
-    CHECK_EQ(sb_actor_join(cl.actor), 0);
-    sb_actor_free(cl.actor);
-    sb_actor_stop(mon, 1000);
-    sb_actor_stop(sched, 1000);
-    CHECK_EQ(sb_actor_join(mon), 0);
-    CHECK_EQ(sb_actor_join(sched), 0);
-    sb_actor_free(mon);
-    sb_actor_free(sched);
-    sb_bus_free(bus);
-    sb_config_fini(&cfg);
-    sb_buf_fini(&B);
-    for (int i = 0; i < 4; i++)
-        sb_buf_fini(&strv_bufs[i]);
+    xh_stop(&w);
     return sb_test_done();
 }
