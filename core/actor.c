@@ -14,9 +14,9 @@
  */
 #include "actor.h"
 
-#include "err.h"
-#include "log.h"
-#include "../protocols/msgs.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "protocols/msgs.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>

@@ -23,7 +23,7 @@
 #define SB_ACTOR_H
 
 #include "bus.h"
-#include "msg.h"
+#include "protocols/msg.h"
 
 #include <uv.h>
 

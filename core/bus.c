@@ -12,10 +12,10 @@
  */
 #include "bus.h"
 
-#include "err.h"
-#include "log.h"
-#include "../protocols/mp.h"
-#include "../protocols/msgs.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "protocols/mp.h"
+#include "protocols/msgs.h"
 
 #include <msgpack.h>
 #include <nng/nng.h>

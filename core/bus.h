@@ -15,7 +15,7 @@
 #ifndef SB_BUS_H
 #define SB_BUS_H
 
-#include "msg.h"
+#include "protocols/msg.h"
 
 #include <stdatomic.h>
 #include <stddef.h>

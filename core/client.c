@@ -8,8 +8,8 @@
 #include "client.h"
 
 #include "actor.h"
-#include "err.h"
-#include "../protocols/msgs.h"
+#include "base/err.h"
+#include "protocols/msgs.h"
 
 #include <stdio.h>
 #include <stdlib.h>

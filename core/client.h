@@ -10,7 +10,7 @@
 #define SB_CLIENT_H
 
 #include "bus.h"
-#include "msg.h"
+#include "protocols/msg.h"
 
 #include <stddef.h>
 #include <stdint.h>

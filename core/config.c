@@ -4,10 +4,10 @@
  */
 #include "config.h"
 
-#include "err.h"
-#include "log.h"
-#include "msg.h"
-#include "toml.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "protocols/msg.h"
+#include "base/toml.h"
 
 #include <ctype.h>
 #include <errno.h>

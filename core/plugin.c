@@ -15,10 +15,10 @@
  */
 #include "plugin.h"
 
-#include "buf.h"
-#include "err.h"
-#include "log.h"
-#include "toml.h"
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/toml.h"
 
 #include <ctype.h>
 #include <dirent.h>

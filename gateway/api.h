@@ -10,7 +10,7 @@
 #include "core/actor.h"
 #include "core/config.h"
 #include "core/plugin.h"
-#include "gateway/http.h"
+#include "gateway/http/http.h"
 
 #include <jansson.h>
 #include <stdbool.h>

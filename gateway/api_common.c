@@ -3,11 +3,11 @@
  * names the offending field, error mapping, bus calls bound to an HTTP request, and the
  * storage records and audit events that accompany every request type.
  */
-#include "gateway/api.h"
+#include "api.h"
 
-#include "core/err.h"
-#include "core/log.h"
-#include "gateway/auth.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "gateway/auth/auth.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
 

@@ -20,12 +20,12 @@
  */
 #include "gateway.h"
 
-#include "core/err.h"
-#include "core/log.h"
-#include "gateway/api.h"
-#include "gateway/auth.h"
-#include "gateway/http.h"
-#include "gateway/ws.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "api.h"
+#include "gateway/auth/auth.h"
+#include "gateway/http/http.h"
+#include "gateway/ws/ws.h"
 #include "protocols/msgs.h"
 
 #include <jansson.h>

@@ -17,9 +17,9 @@
  *   bare_true / bare_python      fork+exec+wait, no isolation
  * bwrap rows are skipped when bwrap is not installed (it is not a SoulBox dependency).
  */
-#include "actors/executor/sandbox.h"
-#include "core/buf.h"
-#include "core/err.h"
+#include "sandbox/sandbox.h"
+#include "base/buf.h"
+#include "base/err.h"
 
 #include <fcntl.h>
 #include <spawn.h>

@@ -28,7 +28,7 @@ stdout, everything as JSON with --json.  Exit status 1 if --max-error-rate is ex
 smoke run in ctest uses that).
 
 usage:
-  load-tests/ws_load.py --spawn build/actors/soulbox --sessions 1000 --ramp 120 --duration 120 \\
+  load-tests/ws_load.py --spawn build/bin/soulbox --sessions 1000 --ramp 120 --duration 120 \\
       --interval 5 --json ws_load.json
   load-tests/ws_load.py --url http://127.0.0.1:3000 --key sbk_... --pid $(pidof soulbox) ...
 """

@@ -4,7 +4,7 @@
  */
 #include "msgs.h"
 
-#include "../core/err.h"
+#include "base/err.h"
 #include "mp.h"
 
 #include <msgpack.h>

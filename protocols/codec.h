@@ -7,7 +7,7 @@
 #ifndef SB_CODEC_H
 #define SB_CODEC_H
 
-#include "../core/buf.h"
+#include "base/buf.h"
 
 #include <stdbool.h>
 #include <stddef.h>

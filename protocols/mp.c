@@ -6,7 +6,7 @@
  */
 #include "mp.h"
 
-#include "../core/err.h"
+#include "base/err.h"
 
 #include <string.h>
 

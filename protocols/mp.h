@@ -6,7 +6,7 @@
 #ifndef SB_MP_H
 #define SB_MP_H
 
-#include "../core/buf.h"
+#include "base/buf.h"
 
 #include <stdbool.h>
 #include <stdint.h>

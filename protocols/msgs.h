@@ -10,7 +10,7 @@
 #ifndef SB_MSGS_H
 #define SB_MSGS_H
 
-#include "../core/msg.h"
+#include "msg.h"
 #include "codec.h"
 #include "messages.def"
 

@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)"
-exec build/actors/soulbox serve "$@"
+exec build/bin/soulbox serve "$@"

@@ -60,7 +60,7 @@ sb_test_start_soulbox(const char *const *args, const char *log_path, int timeout
     int n = 0;
 
     CHECK(pipe2(p, O_CLOEXEC) == 0);
-    argv[n++] = SB_BINARY_DIR "/actors/soulbox";
+    argv[n++] = SB_BINARY_DIR "/bin/soulbox";
     for (; args && *args && n < 60; args++)
         argv[n++] = *args;
     snprintf(fdarg, sizeof fdarg, "--ready-fd=%d", 100);

@@ -8,7 +8,7 @@
  */
 #include "audit_log.h"
 
-#include "core/err.h"
+#include "base/err.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -18,7 +18,7 @@
 #ifndef SB_AUDITOR_AUDIT_LOG_H
 #define SB_AUDITOR_AUDIT_LOG_H
 
-#include "core/buf.h"
+#include "base/buf.h"
 
 #include <stddef.h>
 #include <stdint.h>

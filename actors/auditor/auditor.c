@@ -33,8 +33,8 @@
 #include "audit_log.h"
 
 #include "core/config.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "protocols/msgs.h"
 
 #include <errno.h>

@@ -14,11 +14,11 @@
 #define SB_EXECUTOR_EXEC_H
 
 #include "core/actor.h"
-#include "core/buf.h"
+#include "base/buf.h"
 #include "core/config.h"
 #include "core/plugin.h"
 #include "protocols/msgs.h"
-#include "sandbox.h"
+#include "sandbox/sandbox.h"
 
 #include <jansson.h>
 

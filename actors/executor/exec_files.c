@@ -11,8 +11,8 @@
  */
 #include "exec.h"
 
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <msgpack.h>
 #include <stdlib.h>

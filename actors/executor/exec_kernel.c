@@ -32,8 +32,8 @@
  */
 #include "exec.h"
 
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "protocols/mp.h"
 
 #include <msgpack.h>

@@ -26,8 +26,8 @@
  */
 #include "exec.h"
 
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <msgpack.h>

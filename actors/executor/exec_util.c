@@ -6,7 +6,7 @@
  */
 #include "exec.h"
 
-#include "core/err.h"
+#include "base/err.h"
 #include "protocols/mp.h"
 
 #include <stdlib.h>

@@ -20,8 +20,8 @@
 #include "executor.h"
 
 #include "core/bus.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "exec.h"
 
 #include <msgpack.h>

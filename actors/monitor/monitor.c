@@ -15,8 +15,8 @@
  */
 #include "monitor.h"
 
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
 

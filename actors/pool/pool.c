@@ -35,8 +35,8 @@
 #include "pool.h"
 
 #include "core/config.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "protocols/msgs.h"
 
 #include <stdio.h>

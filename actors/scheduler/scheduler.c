@@ -51,8 +51,8 @@
 #include "scheduler.h"
 
 #include "core/config.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
 

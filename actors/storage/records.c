@@ -12,7 +12,7 @@
  */
 #include "store.h"
 
-#include "core/err.h"
+#include "base/err.h"
 
 #include <stdio.h>
 #include <string.h>

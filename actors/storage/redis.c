@@ -22,8 +22,8 @@
  */
 #include "store.h"
 
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>

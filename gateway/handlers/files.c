@@ -8,7 +8,7 @@
  */
 #include "gateway/api.h"
 
-#include "core/err.h"
+#include "base/err.h"
 #include "protocols/msgs.h"
 
 #include <errno.h>

@@ -24,8 +24,8 @@
  */
 #include "gateway/api.h"
 
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
 

@@ -4,7 +4,7 @@
  */
 #include "gateway/api.h"
 
-#include "core/err.h"
+#include "base/err.h"
 #include "protocols/msgs.h"
 
 #include <stdlib.h>

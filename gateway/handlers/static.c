@@ -18,8 +18,8 @@
  */
 #include "gateway/api.h"
 
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* corpus_main.c: runs fuzz_codec's entry point over built-in nasty inputs and every prefix of
  * valid ones, so the fuzz target is exercised (and compiled) in every build. */
-#include "core/msg.h"
+#include "protocols/msg.h"
 #include "protocols/msgs.h"
 #include "test.h"
 

@@ -3,7 +3,7 @@
  * and without a key), every registered message's codec, and the raw msgpack skipper.  Built
  * as a libFuzzer target with SB_FUZZ=ON (clang), and as a corpus regression test otherwise.
  */
-#include "core/msg.h"
+#include "protocols/msg.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
 

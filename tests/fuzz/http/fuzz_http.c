@@ -9,10 +9,10 @@
  * are answered before the connection closes, else after).  The server lives across inputs;
  * fuzz_http_teardown closes it and checks the loop closes clean.
  */
-#include "gateway/http_internal.h"
+#include "gateway/http/http_internal.h"
 
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <stdint.h>
 #include <stdio.h>

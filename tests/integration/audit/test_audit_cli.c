@@ -3,11 +3,11 @@
  * subcommands: exit statuses and output on an intact log, a tampered one, and a data
  * directory that needs migrating.  The log is written by the real auditor actor in-process.
  */
-#include "../../unit/storage/sbclient.h"
+#include "tests/unit/storage/sbclient.h"
 
 #include "actors/auditor/auditor.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "protocols/msgs.h"
 #include "test.h"
 
@@ -22,7 +22,7 @@ static int
 soulbox(const char *const *args, char **out)
 {
     int p[2];
-    const char *argv[16] = {SB_BINARY_DIR "/actors/soulbox"};
+    const char *argv[16] = {SB_BINARY_DIR "/bin/soulbox"};
     int n = 1;
     for (; args[n - 1]; n++)
         argv[n] = args[n - 1];

@@ -11,8 +11,8 @@
 #include "actors/auditor/auditor.h"
 #include "actors/storage/storage.h"
 #include "core/config.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "protocols/msgs.h"
 
 #include <stdio.h>

@@ -6,13 +6,13 @@
  * acknowledged audit seq is in a log that still verifies.  For Redis, redis-server itself is
  * kill -9'd too and restarted (appendfsync always).  Runs for BACKEND = sqlite and redis.
  */
-#include "../../unit/storage/sbclient.h"
+#include "tests/unit/storage/sbclient.h"
 
 #include "actors/auditor/auditor.h"
-#include "actors/auditor/auditor_cli.h"
+#include "cli/audit_cli.h"
 #include "actors/storage/storage.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "protocols/msgs.h"
 #include "test.h"
 

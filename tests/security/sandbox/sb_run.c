@@ -1,6 +1,6 @@
 /* sb_run.c: `soulbox run` as a standalone test driver (sb_cmd_run), so the hostile-program
  * suite does not depend on how the soulbox binary wires its subcommands. */
-#include "actors/executor/run_cli.h"
+#include "cli/run_cli.h"
 
 int
 main(int argc, char **argv)

@@ -6,12 +6,12 @@
  * then tamper tests: an edited, deleted, inserted, reordered record and records cut from the
  * end are each reported by `audit verify` with the right line and reason, exit status 1.
  */
-#include "../storage/sbclient.h"
+#include "tests/unit/storage/sbclient.h"
 
 #include "actors/auditor/auditor.h"
-#include "actors/auditor/auditor_cli.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "cli/audit_cli.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "protocols/msgs.h"
 #include "test.h"
 

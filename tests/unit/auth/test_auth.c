@@ -5,8 +5,8 @@
  * secret's resolution (short refused, jwt.key made 0600 once and reused).
  */
 #include "core/config.h"
-#include "core/err.h"
-#include "gateway/auth.h"
+#include "base/err.h"
+#include "gateway/auth/auth.h"
 #include "test.h"
 
 #include <jwt.h>

@@ -1,6 +1,6 @@
 /* test_ratelimit: token bucket arithmetic and the bounded table, on an injected clock. */
-#include "core/err.h"
-#include "gateway/ratelimit.h"
+#include "base/err.h"
+#include "gateway/auth/ratelimit.h"
 #include "test.h"
 
 #include <stdio.h>

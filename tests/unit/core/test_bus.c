@@ -6,8 +6,8 @@
  */
 #include "core/actor.h"
 #include "core/bus.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "protocols/msgs.h"
 #include "test.h"
 

@@ -1,6 +1,6 @@
 /* test_codec.c: msgpack reader, message codecs and batch framing, including hostile input. */
-#include "core/err.h"
-#include "core/msg.h"
+#include "base/err.h"
+#include "protocols/msg.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
 #include "test.h"

@@ -1,6 +1,6 @@
 /* test_config.c: TOML < environment < flags, and refusals naming the key and range. */
 #include "core/config.h"
-#include "core/err.h"
+#include "base/err.h"
 #include "test.h"
 
 #include <string.h>

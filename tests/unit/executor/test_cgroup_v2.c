@@ -1,7 +1,7 @@
 /* test_cgroup_v2.c: the cgroup v2 backend against a fake cgroupfs tree (plain files in a temp
  * dir): detection, limits written, stats parsed, attach, kill, list.  The v1 backend is
  * exercised for real by test_executor_sandbox and the security suite on this machine. */
-#include "actors/executor/cgroup.h"
+#include "sandbox/cgroup.h"
 #include "test.h"
 
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* test_frame.c: executor <-> soulbox-init frame codec: round trip, caps, malformed input. */
-#include "actors/executor/frame.h"
-#include "core/err.h"
+#include "protocols/frame.h"
+#include "base/err.h"
 #include "test.h"
 
 #include <string.h>

@@ -5,9 +5,9 @@
  * two sandboxes, cleanup after destroy, and orphan reaping after the owner is SIGKILLed.
  * Every wait is on an event with a deadline; nothing sleeps.
  */
-#include "actors/executor/frame.h"
-#include "actors/executor/sandbox.h"
-#include "core/err.h"
+#include "protocols/frame.h"
+#include "sandbox/sandbox.h"
+#include "base/err.h"
 #include "test.h"
 
 #include <dirent.h>

@@ -9,7 +9,7 @@
 
 #include "core/actor.h"
 #include "core/config.h"
-#include "core/buf.h"
+#include "base/buf.h"
 #include "protocols/codec.h"
 #include "protocols/msgs.h"
 

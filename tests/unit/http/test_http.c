@@ -5,10 +5,10 @@
  * with a deadline; the only timed pauses pace a deliberately slow client.  Every server ends
  * with sb_http_server_close and uv_loop_close() == 0.
  */
-#include "gateway/http_internal.h"
+#include "gateway/http/http_internal.h"
 
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "test.h"
 
 #include <arpa/inet.h>

@@ -16,7 +16,7 @@
 #include "core/actor.h"
 #include "core/bus.h"
 #include "core/config.h"
-#include "core/err.h"
+#include "base/err.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
 #include "test.h"

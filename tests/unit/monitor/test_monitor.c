@@ -6,8 +6,8 @@
  */
 #include "actors/monitor/monitor.h"
 #include "core/actor.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
 #include "test.h"

@@ -4,8 +4,8 @@
  * name and alias, argv expansion with {args} splicing, the host probe of a real binary, and
  * that every shipped manifest under plugins/ validates strictly.
  */
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "core/plugin.h"
 #include "test.h"
 

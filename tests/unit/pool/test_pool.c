@@ -12,10 +12,10 @@
  * failures back off (doubling gaps) and recover; warm_on_start=false waits for the first
  * miss; stop destroys every warm sandbox held.
  */
-#include "../sched/fake.h"
+#include "tests/unit/sched/fake.h"
 
 #include "actors/pool/pool.h"
-#include "core/err.h"
+#include "base/err.h"
 #include "protocols/msgs.h"
 #include "test.h"
 

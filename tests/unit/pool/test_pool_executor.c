@@ -11,12 +11,12 @@
  * NODE_CAPACITY-driven placement lands on the executor's node; on stop the pool destroys its
  * warm sandboxes and every loop closes cleanly.
  */
-#include "../sched/fake.h"
+#include "tests/unit/sched/fake.h"
 
 #include "actors/executor/executor.h"
 #include "actors/pool/pool.h"
 #include "actors/scheduler/scheduler.h"
-#include "core/err.h"
+#include "base/err.h"
 #include "protocols/msgs.h"
 #include "test.h"
 

@@ -1,7 +1,7 @@
 /* fake.c: the fake actors of fake.h. */
 #include "fake.h"
 
-#include "core/err.h"
+#include "base/err.h"
 #include "test.h"
 
 #include <pthread.h>

@@ -15,7 +15,7 @@
 #include "fake.h"
 
 #include "actors/scheduler/scheduler.h"
-#include "core/err.h"
+#include "base/err.h"
 #include "protocols/msgs.h"
 #include "test.h"
 

@@ -1,7 +1,7 @@
 /* sbclient.c: the synchronous test client of sbclient.h. */
 #include "sbclient.h"
 
-#include "core/err.h"
+#include "base/err.h"
 #include "protocols/msgs.h"
 #include "test.h"
 

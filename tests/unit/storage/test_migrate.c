@@ -7,9 +7,9 @@
 #include "sbclient.h"
 
 #include "actors/storage/storage.h"
-#include "actors/storage/storage_cli.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "cli/migrate_cli.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "test.h"
 
 #include <sqlite3.h>

@@ -8,8 +8,8 @@
 #include "sbclient.h"
 
 #include "actors/storage/storage.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "protocols/msgs.h"
 #include "test.h"
 
