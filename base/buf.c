@@ -1,4 +1,4 @@
-/* buf.c: growable capped buffers, string views, clocks, aborting allocators. */
+/* buf.c: growable byte buffers with a hard cap. */
 #include "buf.h"
 
 #include "err.h"
@@ -6,7 +6,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 void
 sb_buf_init(sb_buf_t *b, size_t limit)
@@ -93,74 +92,4 @@ sb_buf_steal(sb_buf_t *b, size_t *len)
     b->data = NULL;
     b->len = b->cap = 0;
     return p;
-}
-
-char *
-sb_str_dup(sb_str_t s)
-{
-    char *p = sb_xmalloc((size_t)s.len + 1);
-    if (s.len)
-        memcpy(p, s.ptr, s.len);
-    p[s.len] = 0;
-    return p;
-}
-
-int
-sb_str_copy(char *dst, size_t cap, sb_str_t s)
-{
-    if ((size_t)s.len + 1 > cap)
-        return SB_ETOOBIG;
-    if (s.len)
-        memcpy(dst, s.ptr, s.len);
-    dst[s.len] = 0;
-    return 0;
-}
-
-uint64_t
-sb_now_mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-uint64_t
-sb_now_real_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-void *
-sb_xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        sb_assert_fail("malloc", __FILE__, __LINE__);
-    return p;
-}
-
-void *
-sb_xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz ? sz : 1);
-    if (!p)
-        sb_assert_fail("calloc", __FILE__, __LINE__);
-    return p;
-}
-
-void *
-sb_xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n ? n : 1);
-    if (!p)
-        sb_assert_fail("realloc", __FILE__, __LINE__);
-    return p;
-}
-
-char *
-sb_xstrdup(const char *s)
-{
-    return sb_str_dup(sb_str(s));
 }

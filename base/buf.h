@@ -1,7 +1,7 @@
 /*
- * buf.h: a growable byte buffer with a hard cap, and small helpers (clock, little-endian
- * loads/stores, string views).  A buffer is embedded (sb_buf_init/sb_buf_fini); it owns its
- * bytes.  Appends beyond the cap fail with SB_ETOOBIG and leave the buffer unchanged.
+ * buf.h: a growable byte buffer with a hard cap, and little-endian loads and stores.  A
+ * buffer is embedded (sb_buf_init/sb_buf_fini); it owns its bytes.  Appends beyond the cap
+ * fail with SB_ETOOBIG and leave the buffer unchanged.  One owner; not thread-safe.
  */
 #ifndef SB_BUF_H
 #define SB_BUF_H
@@ -32,33 +32,6 @@ sb_buf_reset(sb_buf_t *b)
 }
 /* sb_buf_steal hands the bytes to the caller (free() them) and empties the buffer. */
 uint8_t *sb_buf_steal(sb_buf_t *b, size_t *len);
-
-/* A string view: not NUL-terminated, borrowed from whatever holds the bytes. */
-typedef struct {
-    const char *ptr;
-    uint32_t len;
-} sb_str_t;
-
-#define SB_STR(lit) ((sb_str_t){(lit), (uint32_t)(sizeof(lit) - 1)})
-static inline sb_str_t
-sb_str(const char *s)
-{
-    return (sb_str_t){s, s ? (uint32_t)strlen(s) : 0};
-}
-static inline int
-sb_str_eq(sb_str_t a, const char *b)
-{
-    size_t n = strlen(b);
-    return a.len == n && (n == 0 || memcmp(a.ptr, b, n) == 0);
-}
-/* sb_str_dup returns a malloc'd NUL-terminated copy (aborts on OOM: small, bounded inputs). */
-char *sb_str_dup(sb_str_t s);
-/* sb_str_copy copies into dst[cap] with NUL; returns SB_ETOOBIG if it does not fit. */
-int sb_str_copy(char *dst, size_t cap, sb_str_t s);
-
-/* Clocks: monotonic for durations and timers, realtime for deadlines that cross hosts. */
-uint64_t sb_now_mono_us(void);
-uint64_t sb_now_real_ms(void);
 
 static inline void
 sb_put_u16(uint8_t *p, uint16_t v)
@@ -97,11 +70,5 @@ sb_get_u64(const uint8_t *p)
         v = (v << 8) | p[i];
     return v;
 }
-
-/* sb_xmalloc & co. abort on OOM: for small internal allocations only (STYLE.md, Errors). */
-void *sb_xmalloc(size_t n);
-void *sb_xcalloc(size_t n, size_t sz);
-void *sb_xrealloc(void *p, size_t n);
-char *sb_xstrdup(const char *s);
 
 #endif

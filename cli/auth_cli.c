@@ -19,6 +19,10 @@
 #include "core/client.h"
 #include "base/err.h"
 #include "protocols/msgs.h"
+#include "base/clock.h"
+#include "base/base64.h"
+#include "base/id.h"
+#include "base/sha256.h"
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -243,7 +247,7 @@ keys_create(cli_t *c, int argc, char **argv)
         fprintf(stderr, "soulbox keys create: --name is longer than 128 bytes\n");
         return 2;
     }
-    if (sb_auth_random(rid, sizeof rid) || sb_auth_token_make(SB_AUTH_KEY_PREFIX, key)) {
+    if (sb_random_bytes(rid, sizeof rid) || sb_auth_token_make(SB_AUTH_KEY_PREFIX, key)) {
         fprintf(stderr, "soulbox keys create: no randomness\n");
         return 1;
     }

@@ -25,6 +25,7 @@
 #include "actors/scheduler/scheduler.h"
 #include "actors/storage/storage.h"
 #include "migrate_cli.h"
+#include "base/clock.h"
 
 #include <pthread.h>
 #include <signal.h>

@@ -13,6 +13,7 @@
 #include "run_cli.h"
 
 #include "base/buf.h"
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "sandbox/sandbox.h"

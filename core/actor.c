@@ -17,6 +17,8 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "protocols/msgs.h"
+#include "base/clock.h"
+#include "base/alloc.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>

@@ -16,12 +16,14 @@
 #include "base/log.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/id.h"
 
 #include <msgpack.h>
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
-#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,7 +195,7 @@ sb_bus_alloc(const sb_bus_opts_t *opts, sb_bus_t **out)
 
     pthread_mutex_init(&bus->mu, NULL);
     pthread_cond_init(&bus->cond, NULL);
-    if (RAND_bytes((unsigned char *)&bus->id, sizeof bus->id) != 1 || bus->id == 0)
+    if (sb_random_bytes(&bus->id, sizeof bus->id) != 0 || bus->id == 0)
         bus->id = ((uint64_t)getpid() << 32) ^ sb_now_mono_us();
     if (opts->node_name && *opts->node_name) {
         snprintf(bus->name, sizeof bus->name, "%s", opts->node_name);

@@ -10,6 +10,7 @@
 #include "actor.h"
 #include "base/err.h"
 #include "protocols/msgs.h"
+#include "base/alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

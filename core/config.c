@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "protocols/msg.h"
 #include "base/toml.h"
+#include "base/alloc.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -16,6 +16,7 @@
 #include "plugin.h"
 
 #include "base/buf.h"
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/toml.h"

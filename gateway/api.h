@@ -90,10 +90,6 @@ void sb__gw_audit_flush(gw_ctx_t *ctx);
 void sb__gw_audit_fini(gw_ctx_t *ctx);
 
 /* ---- small helpers ---------------------------------------------------------------------- */
-void sb__gw_new_id(const char *prefix, char *out, size_t cap);   /* prefix + 16 hex */
-void sb__gw_sha256_hex(const void *p, size_t n, char out[65]);
-char *sb__gw_base64(const void *p, size_t n);                    /* malloc'd */
-int sb__gw_unbase64(const char *s, size_t n, sb_buf_t *out);     /* SB_EINVAL if not base64 */
 json_t *sb__gw_mp_to_json(sb_str_t raw);                         /* msgpack -> JSON (new ref) */
 const char *sb__gw_role_name(gw_role_t r);
 

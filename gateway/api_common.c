@@ -10,11 +10,11 @@
 #include "gateway/auth/auth.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/base64.h"
 
 #include <msgpack.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -525,55 +525,6 @@ sb__gw_audit(gw_ctx_t *ctx, const char *type, const gw_principal_t *p, json_t *f
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-void
-sb__gw_new_id(const char *prefix, char *out, size_t cap)
-{
-    uint8_t r[8];
-    if (RAND_bytes(r, sizeof r) != 1)
-        sb_assert_fail("RAND_bytes", __FILE__, __LINE__);
-    snprintf(out, cap, "%s%02x%02x%02x%02x%02x%02x%02x%02x", prefix, r[0], r[1], r[2], r[3], r[4],
-             r[5], r[6], r[7]);
-}
-
-void
-sb__gw_sha256_hex(const void *p, size_t n, char out[65])
-{
-    uint8_t d[32];
-    SHA256(p, n, d);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
-
-char *
-sb__gw_base64(const void *p, size_t n)
-{
-    char *out = sb_xmalloc(4 * ((n + 2) / 3) + 1);
-    EVP_EncodeBlock((unsigned char *)out, p, (int)n);
-    return out;
-}
-
-int
-sb__gw_unbase64(const char *s, size_t n, sb_buf_t *out)
-{
-    if (n % 4 != 0)
-        return SB_EINVAL;
-    if (n == 0)
-        return 0;
-    int r = sb_buf_reserve(out, n / 4 * 3);
-    if (r)
-        return r;
-    int got = EVP_DecodeBlock(out->data + out->len, (const unsigned char *)s, (int)n);
-    if (got < 0)
-        return SB_EINVAL;
-    /* EVP_DecodeBlock counts padding as zero bytes: take them back off. */
-    if (n >= 1 && s[n - 1] == '=')
-        got--;
-    if (n >= 2 && s[n - 2] == '=')
-        got--;
-    out->len += (size_t)got;
-    return 0;
-}
-
 static json_t *
 gw_mp_value(sb_mp_reader_t *r, int depth)
 {
@@ -594,7 +545,7 @@ gw_mp_value(sb_mp_reader_t *r, int depth)
     case SB_MP_STR: sb_mp_read_str(r, &s); return json_stringn_nocheck(s.ptr, s.len);
     case SB_MP_BIN: {
         sb_mp_read_bin(r, &s);
-        char *b64 = sb__gw_base64(s.ptr, s.len);
+        char *b64 = sb_base64_encode_alloc(s.ptr, s.len);
         json_t *j = json_string(b64);
         free(b64);
         return j;
@@ -783,7 +734,7 @@ sb__gw_result_json(const sb_msg_t *m)
                 json_object_set_new(a, "mime_type", json_stringn(mime.ptr, mime.len));
                 json_object_set_new(a, "size", json_integer((json_int_t)size));
                 if (data.len || size == 0) {
-                    char *b64 = sb__gw_base64(data.ptr, data.len);
+                    char *b64 = sb_base64_encode_alloc(data.ptr, data.len);
                     json_object_set_new(a, "data", json_string(b64));
                     free(b64);
                 } else {

@@ -27,6 +27,8 @@
 #include "gateway/http/http.h"
 #include "gateway/ws/ws.h"
 #include "protocols/msgs.h"
+#include "base/clock.h"
+#include "base/alloc.h"
 
 #include <jansson.h>
 #include <msgpack.h>

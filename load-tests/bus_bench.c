@@ -14,6 +14,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "protocols/msgs.h"
+#include "base/clock.h"
 
 #include <arpa/inet.h>
 #include <nng/nng.h>

@@ -18,7 +18,7 @@
  * bwrap rows are skipped when bwrap is not installed (it is not a SoulBox dependency).
  */
 #include "sandbox/sandbox.h"
-#include "base/buf.h"
+#include "base/clock.h"
 #include "base/err.h"
 
 #include <fcntl.h>

@@ -14,6 +14,7 @@
 #define SB_EXECUTOR_FRAME_H
 
 #include "base/buf.h"
+#include "base/str.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -6,7 +6,7 @@
 #ifndef SB_MP_H
 #define SB_MP_H
 
-#include "base/buf.h"
+#include "base/str.h"
 
 #include <stdbool.h>
 #include <stdint.h>

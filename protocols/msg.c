@@ -6,6 +6,7 @@
 #include "msg.h"
 
 #include "base/err.h"
+#include "base/clock.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>

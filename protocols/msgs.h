@@ -10,6 +10,7 @@
 #ifndef SB_MSGS_H
 #define SB_MSGS_H
 
+#include "base/str.h"
 #include "msg.h"
 #include "codec.h"
 #include "messages.def"

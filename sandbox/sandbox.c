@@ -29,6 +29,8 @@
 #include "base/log.h"
 #include "protocols/frame.h"
 #include "protocols/mp.h"
+#include "base/alloc.h"
+#include "base/clock.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -9,6 +9,8 @@
 #include "audit_log.h"
 
 #include "base/err.h"
+#include "base/hex.h"
+#include "base/id.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +20,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,33 +29,6 @@
 
 static const char audit_zero_mac[] =
     "0000000000000000000000000000000000000000000000000000000000000000";
-
-static void
-audit_hex(const uint8_t *p, size_t n, char *out)
-{
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[p[i] >> 4];
-        out[2 * i + 1] = d[p[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
-static int
-audit_unhex(const char *s, uint8_t *out, size_t n)
-{
-    for (size_t i = 0; i < 2 * n; i++) {
-        char c = s[i];
-        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (v < 0)
-            return -1;
-        if (i % 2 == 0)
-            out[i / 2] = (uint8_t)(v << 4);
-        else
-            out[i / 2] |= (uint8_t)v;
-    }
-    return 0;
-}
 
 static int
 audit_fsync_dir(const char *dir)
@@ -79,11 +53,11 @@ sb__audit_key(const char *dir, int create, uint8_t key[SB__AUDIT_KEY_LEN], char 
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 && errno == ENOENT && create) {
         uint8_t k[SB__AUDIT_KEY_LEN];
-        if (RAND_bytes(k, sizeof k) != 1) {
+        if (sb_random_bytes(k, sizeof k) != 0) {
             snprintf(err, errcap, "no randomness for a new audit key");
             return SB_EIO;
         }
-        audit_hex(k, sizeof k, text);
+        sb_hex_encode(k, sizeof k, text);
         text[SB__AUDIT_HEX] = '\n';
         /* O_EXCL: two processes starting at once never both write a key. */
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -114,7 +88,7 @@ sb__audit_key(const char *dir, int create, uint8_t key[SB__AUDIT_KEY_LEN], char 
     }
     ssize_t n = read(fd, text, sizeof text);
     close(fd);
-    if (n < SB__AUDIT_HEX || audit_unhex(text, key, SB__AUDIT_KEY_LEN) != 0) {
+    if (n < SB__AUDIT_HEX || sb_hex_decode(text, key, SB__AUDIT_KEY_LEN) != 0) {
         snprintf(err, errcap, "%s is not a 64-hex-digit key", path);
         return SB_EIO;
     }
@@ -127,7 +101,7 @@ sb__audit_mac(const uint8_t key[SB__AUDIT_KEY_LEN], const void *p, size_t n, cha
     uint8_t mac[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     HMAC(EVP_sha256(), key, SB__AUDIT_KEY_LEN, p, n, mac, &len);
-    audit_hex(mac, len, hex);
+    sb_hex_encode(mac, len, hex);
 }
 
 int

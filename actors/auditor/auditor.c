@@ -36,6 +36,8 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "protocols/msgs.h"
+#include "base/alloc.h"
+#include "base/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -14,7 +14,7 @@
 #define SB_EXECUTOR_EXEC_H
 
 #include "core/actor.h"
-#include "base/buf.h"
+#include "base/str.h"
 #include "core/config.h"
 #include "core/plugin.h"
 #include "protocols/msgs.h"

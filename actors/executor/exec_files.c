@@ -13,6 +13,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/alloc.h"
 
 #include <msgpack.h>
 #include <stdlib.h>

@@ -35,6 +35,9 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "protocols/mp.h"
+#include "base/clock.h"
+#include "base/alloc.h"
+#include "base/id.h"
 
 #include <msgpack.h>
 #include <signal.h>
@@ -1073,13 +1076,7 @@ xk_on_context(sb__xstate_t *x, const sb_msg_t *m)
     }
     if (create) {
         if (!*ctx) {
-            uint8_t r[8];
-            if (getrandom(r, sizeof r, 0) != sizeof r) {
-                uint64_t t = sb_now_mono_us() ^ (uint64_t)(uintptr_t)s;
-                memcpy(r, &t, sizeof r);
-            }
-            snprintf(ctx, sizeof ctx, "ctx-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2],
-                     r[3], r[4], r[5], r[6], r[7]);
+            sb_random_id("ctx-", ctx, sizeof ctx);
         }
         if (!strcmp(ctx, "default") || xk_find_ctx(s, ctx, NULL)) {
             sb_actor_reply_error(x->a, &to, SB_EEXIST, "context '%s' exists", ctx);

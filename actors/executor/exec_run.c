@@ -28,6 +28,9 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/base64.h"
 
 #include <errno.h>
 #include <msgpack.h>
@@ -651,36 +654,6 @@ xr_route(const sb__xrun_t *r)
     return XR_VIA_KERNEL;
 }
 
-static int
-xr_unbase64(const char *in, size_t n, uint8_t *out)
-{
-    static int8_t map[256];
-    static bool init;
-    if (!init) {
-        const char *a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        memset(map, -1, sizeof map);
-        for (int i = 0; a[i]; i++)
-            map[(uint8_t)a[i]] = (int8_t)i;
-        init = true;
-    }
-    uint32_t acc = 0;
-    int bits = 0, len = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = (uint8_t)in[i];
-        if (c == '=' || c == '\n' || c == '\r')
-            continue;
-        if (map[c] < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)map[c];
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[len++] = (uint8_t)(acc >> bits);
-        }
-    }
-    return len;
-}
-
 static void
 xr_k_text(sb__xrun_t *r, int fd, const char *p, size_t n)
 {
@@ -705,7 +678,7 @@ xr_k_figure(sb__xrun_t *r, const char *b64, size_t n)
     if (r->nfigs >= SB__X_ARTIFACTS_MAX)
         return;
     uint8_t *data = sb_xmalloc(n / 4 * 3 + 4);
-    int len = xr_unbase64(b64, n, data);
+    int len = sb_base64_decode(b64, n, data, n / 4 * 3 + 4);
     if (len < 0) {
         free(data);
         return;

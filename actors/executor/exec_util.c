@@ -8,6 +8,7 @@
 
 #include "base/err.h"
 #include "protocols/mp.h"
+#include "base/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>

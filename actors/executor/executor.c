@@ -23,6 +23,9 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "exec.h"
+#include "base/clock.h"
+#include "base/alloc.h"
+#include "base/id.h"
 
 #include <msgpack.h>
 #include <stdio.h>
@@ -51,18 +54,6 @@ sb__x_find(sb__xstate_t *x, sb_str_t id)
         if (sb_str_eq(id, s->id))
             return s;
     return NULL;
-}
-
-static void
-x_new_id(char *out)
-{
-    uint8_t r[8];
-    if (getrandom(r, sizeof r, 0) != sizeof r) {
-        uint64_t t = sb_now_mono_us() ^ ((uint64_t)getpid() << 32);
-        memcpy(r, &t, sizeof r);
-    }
-    snprintf(out, SB__X_ID_LEN, "sbx-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3],
-             r[4], r[5], r[6], r[7]);
 }
 
 static void
@@ -298,7 +289,7 @@ sb__x_sbx_new(sb__xstate_t *x, const char *runtime, const sb_sandbox_limits_t *l
     sb__xsbx_t *s = sb_xcalloc(1, sizeof *s);
     s->x = x;
     do
-        x_new_id(s->id);
+        sb_random_id("sbx-", s->id, SB__X_ID_LEN);
     while (sb__x_find(x, sb_str(s->id)));
     snprintf(s->runtime, sizeof s->runtime, "%s", runtime ? runtime : "");
     s->plugin = runtime && *runtime && x->plugins ? sb_plugins_find(x->plugins, runtime) : NULL;

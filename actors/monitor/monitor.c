@@ -19,6 +19,8 @@
 #include "base/log.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
+#include "base/alloc.h"
+#include "base/clock.h"
 
 #include <dirent.h>
 #include <msgpack.h>

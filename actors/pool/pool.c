@@ -38,6 +38,8 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "protocols/msgs.h"
+#include "base/clock.h"
+#include "base/alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -55,6 +55,8 @@
 #include "base/log.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
+#include "base/clock.h"
+#include "base/alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -13,6 +13,7 @@
 #include "store.h"
 
 #include "base/err.h"
+#include "base/str.h"
 
 #include <stdio.h>
 #include <string.h>

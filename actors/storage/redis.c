@@ -24,6 +24,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/alloc.h"
 
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>

@@ -25,6 +25,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "protocols/msgs.h"
+#include "base/alloc.h"
 
 #include <sqlite3.h>
 #include <stdarg.h>

@@ -10,6 +10,7 @@
 #define SB_STORAGE_STORE_H
 
 #include "core/actor.h"
+#include "base/str.h"
 
 #include <jansson.h>
 #include <stddef.h>

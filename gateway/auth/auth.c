@@ -26,9 +26,15 @@
 #include "ratelimit.h"
 
 #include "base/buf.h"
+#include "base/str.h"
+#include "base/clock.h"
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "protocols/msgs.h"
+#include "base/base64.h"
+#include "base/id.h"
+#include "base/sha256.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,7 +42,6 @@
 #include <jwt.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,103 +105,15 @@ sb_auth_username_ok(const char *s, size_t n)
 }
 
 int
-sb_auth_random(void *p, size_t n)
-{
-    return RAND_bytes(p, (int)n) == 1 ? 0 : SB_EIO;
-}
-
-void
-sb_sha256_hex(const void *p, size_t n, char out[65])
-{
-    static const char hx[] = "0123456789abcdef";
-    uint8_t md[SHA256_DIGEST_LENGTH];
-    SHA256(p, n, md);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
-        out[2 * i] = hx[md[i] >> 4];
-        out[2 * i + 1] = hx[md[i] & 15];
-    }
-    out[64] = 0;
-}
-
-static const char b64u_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-size_t
-sb_b64url_encode(const void *in, size_t n, char *out)
-{
-    const uint8_t *p = in;
-    size_t o = 0, i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        out[o++] = b64u_chars[v >> 18];
-        out[o++] = b64u_chars[(v >> 12) & 63];
-        out[o++] = b64u_chars[(v >> 6) & 63];
-        out[o++] = b64u_chars[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        out[o++] = b64u_chars[v >> 18];
-        out[o++] = b64u_chars[(v >> 12) & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-        out[o++] = b64u_chars[v >> 18];
-        out[o++] = b64u_chars[(v >> 12) & 63];
-        out[o++] = b64u_chars[(v >> 6) & 63];
-    }
-    out[o] = 0;
-    return o;
-}
-
-static int
-b64u_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-int
-sb_b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    if (n % 4 == 1)
-        return SB_EINVAL; /* no base64 length leaves one dangling character */
-    for (size_t i = 0; i < n; i++) {
-        int v = b64u_val(in[i]);
-        if (v < 0)
-            return SB_EINVAL;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= cap)
-                return SB_ETOOBIG;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    return (int)o;
-}
-
-int
 sb_auth_token_make(const char *prefix, char out[SB_AUTH_KEY_LEN + 1])
 {
     uint8_t raw[32];
     size_t pl = strlen(prefix);
     SB_ASSERT(pl == 4);
-    if (sb_auth_random(raw, sizeof raw))
+    if (sb_random_bytes(raw, sizeof raw))
         return SB_EIO;
     memcpy(out, prefix, pl);
-    sb_b64url_encode(raw, sizeof raw, out + pl);
+    sb_base64url_encode(raw, sizeof raw, out + pl);
     OPENSSL_cleanse(raw, sizeof raw);
     return 0;
 }
@@ -204,12 +121,10 @@ sb_auth_token_make(const char *prefix, char out[SB_AUTH_KEY_LEN + 1])
 int
 sb_auth_token_ok(const char *prefix, const char *s, size_t n)
 {
+    uint8_t raw[40];
     if (n != SB_AUTH_KEY_LEN || memcmp(s, prefix, 4) != 0)
         return 0;
-    for (size_t i = 4; i < n; i++)
-        if (b64u_val(s[i]) < 0)
-            return 0;
-    return 1;
+    return sb_base64url_decode(s + 4, n - 4, raw, sizeof raw) == 32;
 }
 
 /* ---- passwords ------------------------------------------------------------------------- */
@@ -221,13 +136,13 @@ sb_password_hash(const char *pw, size_t n, uint32_t iter, char *out, size_t cap)
     char s64[32], d64[48];
     if (cap < 128)
         return SB_ETOOBIG;
-    if (sb_auth_random(salt, sizeof salt))
+    if (sb_random_bytes(salt, sizeof salt))
         return SB_EIO;
     if (PKCS5_PBKDF2_HMAC(pw, (int)n, salt, sizeof salt, (int)iter, EVP_sha256(), sizeof dk,
                           dk) != 1)
         return SB_EIO;
-    sb_b64url_encode(salt, sizeof salt, s64);
-    sb_b64url_encode(dk, sizeof dk, d64);
+    sb_base64url_encode(salt, sizeof salt, s64);
+    sb_base64url_encode(dk, sizeof dk, d64);
     OPENSSL_cleanse(dk, sizeof dk);
     snprintf(out, cap, "pbkdf2-sha256$%u$%s$%s", iter, s64, d64);
     return 0;
@@ -252,9 +167,9 @@ sb_password_verify(const char *pw, size_t n, const char *stored)
     hash = strchr(salt, '$');
     if (!hash)
         return SB_EINVAL;
-    sl = sb_b64url_decode(salt, (size_t)(hash - salt), sbin, sizeof sbin);
+    sl = sb_base64url_decode(salt, (size_t)(hash - salt), sbin, sizeof sbin);
     hash++;
-    hl = sb_b64url_decode(hash, strlen(hash), want, sizeof want);
+    hl = sb_base64url_decode(hash, strlen(hash), want, sizeof want);
     if (sl < 8 || hl < 16)
         return SB_EINVAL;
     if (PKCS5_PBKDF2_HMAC(pw, (int)n, sbin, sl, (int)iter, EVP_sha256(), hl, got) != 1)
@@ -278,9 +193,9 @@ sb_jwt_issue(const uint8_t *secret, size_t slen, const char *sub, sb_role_t role
     if (slen < SB_JWT_MIN_SECRET || !sb_auth_username_ok(sub, strlen(sub)) ||
         role == SB_ROLE_NONE)
         return SB_EINVAL;
-    if (sb_auth_random(jr, sizeof jr))
+    if (sb_random_bytes(jr, sizeof jr))
         return SB_EIO;
-    sb_b64url_encode(jr, sizeof jr, jti);
+    sb_base64url_encode(jr, sizeof jr, jti);
     if (jwt_new(&jwt) != 0)
         return SB_ENOMEM;
     if (jwt_add_grant(jwt, "iss", "soulbox") || jwt_add_grant(jwt, "sub", sub) ||
@@ -307,7 +222,7 @@ jwt_header_ok(const char *seg, size_t n, const char **why)
 {
     uint8_t buf[1024];
     json_error_t je;
-    int l = sb_b64url_decode(seg, n, buf, sizeof buf);
+    int l = sb_base64url_decode(seg, n, buf, sizeof buf);
     if (l <= 0) {
         *why = "header is not base64url";
         return 0;
@@ -350,7 +265,7 @@ sb_jwt_verify(const uint8_t *secret, size_t slen, const char *token, size_t tlen
     if (slen < SB_JWT_MIN_SECRET || tlen == 0 || tlen > AUTH_TOKEN_MAX)
         return SB_EAUTH;
     for (size_t i = 0; i < tlen; i++)
-        if (token[i] != '.' && b64u_val(token[i]) < 0)
+        if (token[i] != '.' && !sb_base64url_char(token[i]))
             return SB_EAUTH;
     d1 = memchr(token, '.', tlen);
     d2 = d1 ? memchr(d1 + 1, '.', tlen - (size_t)(d1 + 1 - token)) : NULL;
@@ -366,7 +281,7 @@ sb_jwt_verify(const uint8_t *secret, size_t slen, const char *token, size_t tlen
     {
         size_t plen = (size_t)(d2 - d1 - 1);
         uint8_t *pb = sb_xmalloc(plen + 1);
-        int pl = sb_b64url_decode(d1 + 1, plen, pb, plen + 1);
+        int pl = sb_base64url_decode(d1 + 1, plen, pb, plen + 1);
         json_t *pj = pl > 1 ? json_loadb((const char *)pb, (size_t)pl, 0, NULL) : NULL;
         int ok = json_is_object(pj);
         json_decref(pj);
@@ -532,9 +447,9 @@ sb_auth_secret_load(const sb_config_t *cfg, uint8_t **out, size_t *len, char *er
         }
         uint8_t raw[48];
         char text[65];
-        if (sb_auth_random(raw, sizeof raw))
+        if (sb_random_bytes(raw, sizeof raw))
             return SB_EIO;
-        sb_b64url_encode(raw, sizeof raw, text); /* 64 printable bytes */
+        sb_base64url_encode(raw, sizeof raw, text); /* 64 printable bytes */
         OPENSSL_cleanse(raw, sizeof raw);
         char tmp[4200];
         snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
@@ -1781,7 +1696,7 @@ keys_post_authed(sb_http_req_t *req, const sb_principal_t *p, int err, void *ud)
     keys_ctx_t *c = keys_ctx(auth, req, p);
     uint8_t rid[8];
     char key[SB_AUTH_KEY_LEN + 1], ownbuf[140];
-    if (sb_auth_random(rid, sizeof rid) || sb_auth_token_make(SB_AUTH_KEY_PREFIX, key)) {
+    if (sb_random_bytes(rid, sizeof rid) || sb_auth_token_make(SB_AUTH_KEY_PREFIX, key)) {
         json_decref(o);
         free(c);
         sb_http_respond_error(req, 500, "internal", "no randomness");

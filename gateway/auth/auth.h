@@ -119,15 +119,6 @@ sb_role_t sb_role_parse(const char *s, size_t n);
 /* sb_auth_username_ok: 1..64 of [A-Za-z0-9._-], not starting with '.' or '-'. */
 int sb_auth_username_ok(const char *s, size_t n);
 
-/* sb_auth_random fills p with n bytes from the OS CSPRNG (OpenSSL RAND_bytes); 0 or SB_EIO. */
-int sb_auth_random(void *p, size_t n);
-/* sb_sha256_hex: sha256 of p[0..n) as 64 lowercase hex digits + NUL. */
-void sb_sha256_hex(const void *p, size_t n, char out[65]);
-/* base64url without padding.  encode: returns the length written (out needs 4*ceil(n/3)+1);
- * decode: the length decoded, or SB_EINVAL for a bad character, SB_ETOOBIG if over cap. */
-size_t sb_b64url_encode(const void *in, size_t n, char *out);
-int sb_b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap);
-
 /* sb_auth_token_make writes prefix + base64url(32 random bytes) + NUL into out[48]. */
 int sb_auth_token_make(const char *prefix, char out[SB_AUTH_KEY_LEN + 1]);
 /* sb_auth_token_ok: 1 if s[0..n) has the shape prefix + 43 base64url characters. */

@@ -8,7 +8,7 @@
  */
 #include "ratelimit.h"
 
-#include "base/buf.h"
+#include "base/alloc.h"
 #include "base/err.h"
 
 #include <stdlib.h>

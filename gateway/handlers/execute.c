@@ -16,6 +16,11 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "protocols/msgs.h"
+#include "base/clock.h"
+#include "base/alloc.h"
+#include "base/sha256.h"
+#include "base/id.h"
+#include "base/base64.h"
 
 #include <msgpack.h>
 #include <stdlib.h>
@@ -217,14 +222,17 @@ exe_files(sb_http_req_t *req, json_t *body, sb_buf_t *out)
         } else if (!strcmp(enc, "base64")) {
             sb_buf_t raw;
             sb_buf_init(&raw, 0);
-            if (sb__gw_unbase64(content, clen, &raw) != 0) {
+            int got = sb_buf_reserve(&raw, clen / 4 * 3 + 3) == 0
+                          ? sb_base64_decode(content, clen, raw.data, raw.cap)
+                          : SB_ENOMEM;
+            if (got < 0) {
                 sb_buf_fini(&raw);
                 sb_http_respond_error(req, 400, "bad_request",
                                       "field '%s.content' is not valid base64", field);
                 return false;
             }
-            msgpack_pack_bin(&pk, raw.len);
-            msgpack_pack_bin_body(&pk, raw.data, raw.len);
+            msgpack_pack_bin(&pk, (size_t)got);
+            msgpack_pack_bin_body(&pk, raw.data, (size_t)got);
             sb_buf_fini(&raw);
         } else {
             sb_http_respond_error(req, 400, "bad_request",
@@ -283,8 +291,8 @@ exe_handle(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p)
         goto done;
     }
     x->runtime_name = pl->name;
-    sb__gw_sha256_hex(x->code, x->code_len, x->code_sha);
-    sb__gw_new_id("exe-", x->exec_id, sizeof x->exec_id);
+    sb_sha256_hex(x->code, x->code_len, x->code_sha);
+    sb_random_id("exe-", x->exec_id, sizeof x->exec_id);
     x->started_ms = sb_now_real_ms();
 
     sb_place_t pl_msg = {.runtime = sb_str(pl->name), .owner = sb_str(p->id),

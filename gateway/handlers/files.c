@@ -10,6 +10,7 @@
 
 #include "base/err.h"
 #include "protocols/msgs.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <stdlib.h>

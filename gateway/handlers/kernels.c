@@ -28,6 +28,8 @@
 #include "base/log.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
+#include "base/alloc.h"
+#include "base/sha256.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -402,7 +404,7 @@ gk_execute(gw_ctx_t *ctx, sb_http_req_t *req, const gw_principal_t *p)
     snprintf(x->sandbox, sizeof x->sandbox, "%s", sb__gw_sandbox_id(s));
     snprintf(x->language, sizeof x->language, "%s", lang ? lang : "");
     snprintf(x->ctx_id, sizeof x->ctx_id, "%s", cid ? cid : "");
-    sb__gw_sha256_hex(code, code_len, x->sha);
+    sb_sha256_hex(code, code_len, x->sha);
     sb_buf_init(&x->out, 0);
     sb_buf_init(&x->err, 0);
     x->results = json_array();

@@ -24,6 +24,8 @@
 #include "base/log.h"
 #include "protocols/mp.h"
 #include "protocols/msgs.h"
+#include "base/clock.h"
+#include "base/alloc.h"
 
 #include <msgpack.h>
 #include <signal.h>

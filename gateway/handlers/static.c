@@ -20,6 +20,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -20,7 +20,7 @@
 #ifndef SB_HTTP_H
 #define SB_HTTP_H
 
-#include "base/buf.h"
+#include "base/str.h"
 
 #include <jansson.h>
 #include <stddef.h>

@@ -12,6 +12,7 @@
 #include "http_internal.h"
 
 #include "base/err.h"
+#include "base/alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -40,6 +40,9 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/alloc.h"
+#include "base/buf.h"
+#include "base/clock.h"
 
 #include <llhttp.h>
 #include <stdarg.h>

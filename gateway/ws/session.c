@@ -36,6 +36,9 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "protocols/msgs.h"
+#include "base/clock.h"
+#include "base/alloc.h"
+#include "base/id.h"
 
 #include <msgpack.h>
 #include <signal.h>
@@ -818,7 +821,7 @@ ses_bind(wss_sessions_t *ss, ws_conn_t *c, json_t *msg, const char *runtime, jso
     }
     char gen[65];
     if (!sid) {
-        sb__gw_new_id("ses-", gen, sizeof gen);
+        sb_random_id("ses-", gen, sizeof gen);
         sid = gen;
     }
     wss_session_t *s = ses_find(ss, sid);

@@ -44,6 +44,8 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "gateway/auth/auth.h"
+#include "base/clock.h"
+#include "base/alloc.h"
 
 #include <libwebsockets.h>
 #include <stdio.h>

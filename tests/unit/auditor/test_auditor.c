@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "protocols/msgs.h"
 #include "test.h"
+#include "base/clock.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

@@ -8,6 +8,9 @@
 #include "base/err.h"
 #include "gateway/auth/auth.h"
 #include "test.h"
+#include "base/base64.h"
+#include "base/id.h"
+#include "base/sha256.h"
 
 #include <jwt.h>
 #include <openssl/evp.h>
@@ -63,15 +66,15 @@ static char *
 raw(const char *header, const char *payload, int sign, const char *sig)
 {
     char h[1024], p[1024], *out = malloc(4096);
-    sb_b64url_encode(header, strlen(header), h);
-    sb_b64url_encode(payload, strlen(payload), p);
+    sb_base64url_encode(header, strlen(header), h);
+    sb_base64url_encode(payload, strlen(payload), p);
     int n = snprintf(out, 4096, "%s.%s", h, p);
     if (sign) {
         uint8_t mac[32];
         unsigned ml = 0;
         HMAC(EVP_sha256(), SECRET, (int)SLEN, (const uint8_t *)out, (size_t)n, mac, &ml);
         char m64[64];
-        sb_b64url_encode(mac, ml, m64);
+        sb_base64url_encode(mac, ml, m64);
         snprintf(out + n, 4096 - (size_t)n, ".%s", m64);
     } else {
         snprintf(out + n, 4096 - (size_t)n, ".%s", sig);
@@ -277,13 +280,13 @@ test_keys(void)
     for (int i = 0; i < 40; i++)
         raw[i] = (uint8_t)(i * 37 + 250);
     for (size_t n = 0; n <= 40; n++) {
-        size_t el = sb_b64url_encode(raw, n, enc);
-        CHECK_EQ(sb_b64url_decode(enc, el, back, sizeof back), (int)n);
+        size_t el = sb_base64url_encode(raw, n, enc);
+        CHECK_EQ(sb_base64url_decode(enc, el, back, sizeof back), (int)n);
         CHECK(memcmp(raw, back, n) == 0);
     }
-    CHECK_EQ(sb_b64url_decode("ab+/", 4, back, sizeof back), SB_EINVAL);
-    CHECK_EQ(sb_b64url_decode("abcde", 5, back, sizeof back), SB_EINVAL);
-    CHECK_EQ(sb_b64url_decode("AAAAAAAA", 8, back, 2), SB_ETOOBIG);
+    CHECK_EQ(sb_base64url_decode("ab+/", 4, back, sizeof back), SB_EINVAL);
+    CHECK_EQ(sb_base64url_decode("abcde", 5, back, sizeof back), SB_EINVAL);
+    CHECK_EQ(sb_base64url_decode("AAAAAAAA", 8, back, 2), SB_ETOOBIG);
     /* roles and user names */
     CHECK_EQ(sb_role_parse("admin", 5), SB_ROLE_ADMIN);
     CHECK_EQ(sb_role_parse("viewer", 6), SB_ROLE_VIEWER);

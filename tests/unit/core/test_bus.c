@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "protocols/msgs.h"
 #include "test.h"
+#include "base/clock.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>

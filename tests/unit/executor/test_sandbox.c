@@ -9,6 +9,7 @@
 #include "sandbox/sandbox.h"
 #include "base/err.h"
 #include "test.h"
+#include "base/clock.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -10,6 +10,7 @@
 #include "core/actor.h"
 #include "core/config.h"
 #include "base/buf.h"
+#include "base/str.h"
 #include "protocols/codec.h"
 #include "protocols/msgs.h"
 

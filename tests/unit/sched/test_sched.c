@@ -18,6 +18,7 @@
 #include "base/err.h"
 #include "protocols/msgs.h"
 #include "test.h"
+#include "base/clock.h"
 
 #include <string.h>
 
