@@ -1,11 +1,12 @@
 /*
  * codec.c: descriptors derived from messages.def, and the one encoder and decoder that walk
- * them.  Encoding uses msgpack-c's packer writing into an sb_buf_t; decoding uses mp.h.
+ * them.  Encoding uses the writer of mpw.h; decoding the bounded reader of mp.h.
  */
 #include "msgs.h"
 
 #include "base/err.h"
 #include "mp.h"
+#include "mpw.h"
 
 #include <msgpack.h>
 #include <stddef.h>
@@ -70,42 +71,40 @@ int
 sb_codec_encode(const sb_msgdef_t *d, const void *s, sb_buf_t *out)
 {
     const uint8_t *base = s;
-    msgpack_packer pk;
     size_t start = out->len;
     uint32_t n = 0;
 
     for (uint16_t i = 0; i < d->nfields; i++)
         n += !codec_is_zero(&d->fields[i], base);
-    msgpack_packer_init(&pk, out, codec_write);
-    if (msgpack_pack_map(&pk, n))
+    if (sb_mpw_map(out, n))
         goto fail;
     for (uint16_t i = 0; i < d->nfields; i++) {
         const sb_field_t *f = &d->fields[i];
         const void *p = base + f->offset;
         if (codec_is_zero(f, base))
             continue;
-        if (msgpack_pack_uint16(&pk, f->no))
+        if (sb_mpw_uint(out, f->no))
             goto fail;
         int r = 0;
         const sb_str_t *sv = p;
         switch (f->kind) {
-        case SB_FK_U64: r = msgpack_pack_uint64(&pk, *(const uint64_t *)p); break;
-        case SB_FK_I64: r = msgpack_pack_int64(&pk, *(const int64_t *)p); break;
-        case SB_FK_BOOL: r = *(const bool *)p ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk); break;
-        case SB_FK_F64: r = msgpack_pack_double(&pk, *(const double *)p); break;
+        case SB_FK_U64: r = sb_mpw_uint(out, *(const uint64_t *)p); break;
+        case SB_FK_I64: r = sb_mpw_int(out, *(const int64_t *)p); break;
+        case SB_FK_BOOL: r = sb_mpw_bool(out, *(const bool *)p); break;
+        case SB_FK_F64: r = sb_mpw_f64(out, *(const double *)p); break;
         case SB_FK_STR:
             if (sv->len > f->max) {
                 out->len = start;
                 return SB_ETOOBIG;
             }
-            r = msgpack_pack_str(&pk, sv->len) || msgpack_pack_str_body(&pk, sv->ptr, sv->len);
+            r = sb_mpw_str(out, sv->ptr, sv->len);
             break;
         case SB_FK_BIN:
             if (sv->len > f->max) {
                 out->len = start;
                 return SB_ETOOBIG;
             }
-            r = msgpack_pack_bin(&pk, sv->len) || msgpack_pack_bin_body(&pk, sv->ptr, sv->len);
+            r = sb_mpw_bin(out, sv->ptr, sv->len);
             break;
         case SB_FK_RAW: {
             /* A RAW field must hold exactly one well-formed object: check before embedding. */

@@ -15,6 +15,7 @@
 
 #include "base/buf.h"
 #include "base/str.h"
+#include "mpw.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -75,23 +76,6 @@ int sb_frame_next(const sb_buf_t *in, const uint8_t **body, size_t *len);
 /* sb_frame_strv copies element i of a raw string array into a NUL-terminated malloc'd
  * string (NULL on a malformed array). */
 char *sb_frame_strv(sb_str_t raw, uint32_t i);
-
-/* Writer: append a msgpack value to b.  The buffer's limit bounds everything; writers return
- * 0 or SB_ETOOBIG/SB_ENOMEM (and may leave a partial frame: discard b on error). */
-int sb_mpw_map(sb_buf_t *b, uint32_t n);
-int sb_mpw_array(sb_buf_t *b, uint32_t n);
-int sb_mpw_str(sb_buf_t *b, const void *s, size_t n);
-int sb_mpw_cstr(sb_buf_t *b, const char *s);
-int sb_mpw_bin(sb_buf_t *b, const void *s, size_t n);
-int sb_mpw_uint(sb_buf_t *b, uint64_t v);
-int sb_mpw_int(sb_buf_t *b, int64_t v);
-int sb_mpw_bool(sb_buf_t *b, bool v);
-/* key + value shortcuts */
-int sb_mpw_kuint(sb_buf_t *b, const char *k, uint64_t v);
-int sb_mpw_kint(sb_buf_t *b, const char *k, int64_t v);
-int sb_mpw_kstr(sb_buf_t *b, const char *k, const void *s, size_t n);
-int sb_mpw_kbin(sb_buf_t *b, const char *k, const void *s, size_t n);
-int sb_mpw_kbool(sb_buf_t *b, const char *k, bool v);
 
 /* Frame framing: sb_frame_begin reserves the length word and returns its offset;
  * sb_frame_end fills it in. */
