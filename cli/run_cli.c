@@ -1,14 +1,11 @@
 /*
  * run_cli.c: `soulbox run` (see run_cli.h).  Its own libuv loop and engine: create a sandbox,
- * write the program to /home/user/<the plugin's source_file>, compile it if the runtime
- * plugin has a compile command (with the plugin's compile limits), run it with the limits
- * given, print the output (streamed) or the JSON record, destroy the sandbox, and exit with a
- * status that mirrors the program's.  Everything is torn down before returning, so a run
- * leaves no process, cgroup or state dir behind.  The runtimes are the plugins of
- * core/plugin.h; nothing here knows a language.
- *
- * States: CREATING -> WRITING -> [COMPILING ->] RUNNING -> DESTROYING; any failure goes
- * straight to DESTROYING with rc set.
+ * run the program in it as a job of the engine (sandbox/job.h: the same write -> compile ->
+ * run pipeline the executor's RUN uses, with the same defaults), print the output (streamed)
+ * or the JSON record, destroy the sandbox, and exit with a status that mirrors the
+ * program's.  Everything is torn down before returning, so a run leaves no process, cgroup or
+ * state dir behind.  The runtimes are the plugins of core/plugin.h; nothing here knows a
+ * language.
  */
 #include "run_cli.h"
 
@@ -16,6 +13,8 @@
 #include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "sandbox/env.h"
+#include "sandbox/job.h"
 #include "sandbox/sandbox.h"
 
 #include <errno.h>
@@ -29,13 +28,6 @@
 #include <unistd.h>
 
 #define RUN_CODE_MAX (8u << 20)
-#define RUN_COMPILE_TIMEOUT_MS 30000
-#define RUN_COMPILE_MEMORY_MB 1024
-
-/* The sandbox's default environment (sandbox.c's), which plugin env entries extend. */
-static const char *const run_base_env[] = {
-    "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin", "HOME=/home/user",
-    "USER=user", "LOGNAME=user", "LANG=C.UTF-8", "SHELL=/bin/bash", NULL};
 
 typedef struct {
     uv_loop_t loop;
@@ -43,11 +35,8 @@ typedef struct {
     sb_sandbox_t *sb;
     const sb_run_job_t *job;
     const sb_plugin_t *p;
-    char path[128];
-    char **env;          /* base + the plugin's, expanded */
-    bool compiling;
+    char **env;          /* the sandbox's default and the plugin's entries */
     int rc;              /* exit status */
-    json_t *compile;     /* the compile step's record, if any */
     json_t *result;
 } run_t;
 
@@ -103,32 +92,25 @@ run_destroyed(void *ud)
 }
 
 static void
-run_finish(run_t *r, int rc)
-{
-    r->rc = rc;
-    sb_sandbox_destroy(r->sb, run_destroyed, r);
-}
-
-static void
-run_output(sb_sandbox_run_t *h, int fd, const uint8_t *data, size_t len, void *ud)
+run_output(void *ud, int stream, const uint8_t *data, size_t len)
 {
     run_t *r = ud;
-    (void)h;
     if (!r->job->stream)
         return;
     /* Compiler output is diagnostics: it goes to stderr, whichever stream it came on. */
-    FILE *f = fd == 2 || r->compiling ? stderr : stdout;
+    FILE *f = stream == SB_JOB_STDOUT ? stdout : stderr;
     fwrite(data, 1, len, f);
     fflush(f);
 }
 
-/* run_record turns one process's result into its JSON record. */
+/* run_record turns one process's end into its JSON record. */
 static json_t *
-run_record(const sb_run_result_t *res)
+run_record(const sb_run_result_t *res, const char *status)
 {
+    bool exited = res->status == SB_RUN_EXITED && !strcmp(status, sb_run_status_name(res->status));
     json_t *j = json_object();
-    json_object_set_new(j, "status", json_string(sb_run_status_name(res->status)));
-    json_object_set_new(j, "exit_code", res->status == SB_RUN_EXITED ? json_integer(res->exit_code) : json_null());
+    json_object_set_new(j, "status", json_string(status));
+    json_object_set_new(j, "exit_code", exited ? json_integer(res->exit_code) : json_null());
     json_object_set_new(j, "signal", res->signal ? json_integer(res->signal) : json_null());
     json_object_set_new(j, "stdout", run_json_text(res->out, res->out_len));
     json_object_set_new(j, "stderr", run_json_text(res->err, res->err_len));
@@ -142,9 +124,24 @@ run_record(const sb_run_result_t *res)
     return j;
 }
 
-static int
-run_status_rc(const sb_run_result_t *res)
+/* The CLI reports a program that could not start (an exec error) by its process's end, as a
+ * shell would (127); "error" is kept for a job that never got that far. */
+static const char *
+run_status(const sb_job_result_t *jr)
 {
+    if (!strcmp(jr->status, "compile_error") || !jr->ran)
+        return jr->status;
+    return sb_run_status_name(jr->run.status);
+}
+
+static int
+run_status_rc(const sb_job_result_t *jr)
+{
+    const sb_run_result_t *res = &jr->run;
+    if (!strcmp(jr->status, "compile_error"))
+        return SB_RUN_EXIT_COMPILE;
+    if (!jr->ran)
+        return SB_RUN_EXIT_SANDBOX;
     switch (res->status) {
     case SB_RUN_EXITED: return res->exit_code;
     case SB_RUN_SIGNALED: return 128 + res->signal;
@@ -158,8 +155,15 @@ run_status_rc(const sb_run_result_t *res)
 }
 
 static void
-run_add_sandbox_info(run_t *r, json_t *j)
+run_done(void *ud, const sb_job_result_t *jr)
 {
+    run_t *r = ud;
+    bool compile_failed = !strcmp(jr->status, "compile_error");
+    sb_run_result_t none = {0};
+    /* A failed compile: the program never ran; its record is empty, marked as the failure. */
+    json_t *j = run_record(compile_failed ? &none : &jr->run, run_status(jr));
+    if (!jr->ran && jr->error)
+        json_object_set_new(j, "error", json_string(jr->error));
     json_t *s = json_object();
     json_object_set_new(s, "host_uid", json_integer(sb_sandbox_host_uid(r->sb)));
     json_object_set_new(s, "cgroup", json_string(sb_sandbox_cgroup_name(r->sb)));
@@ -167,118 +171,25 @@ run_add_sandbox_info(run_t *r, json_t *j)
                         json_string(sb_cgroup_kind_name(sb_engine_cgroups(r->engine)->kind)));
     json_object_set_new(j, "sandbox", s);
     json_object_set_new(j, "runtime", json_string(r->p->name));
-    if (r->compile)
-        json_object_set_new(j, "compile", json_incref(r->compile));
-}
-
-static void
-run_done(sb_sandbox_run_t *h, const sb_run_result_t *res, void *ud)
-{
-    run_t *r = ud;
-    (void)h;
-    json_t *j = run_record(res);
-    run_add_sandbox_info(r, j);
+    if (jr->compiled)
+        json_object_set_new(j, "compile",
+                            run_record(&jr->compile, sb_run_status_name(jr->compile.status)));
     r->result = j;
-    if (r->job->stream && res->status != SB_RUN_EXITED)
-        fprintf(stderr, "soulbox: %s%s%s%s%s\n", sb_run_status_name(res->status),
-                res->signal ? ", signal " : "", res->signal ? strsignal(res->signal) : "",
-                res->error ? ": " : "", res->error ? sb_strerror(res->error) : "");
-    run_finish(r, run_status_rc(res));
-}
-
-/* run_exec starts one command of the plugin (compile or run) with its limits. */
-static int
-run_exec(run_t *r, char *const *tmpl, bool with_args, const void *in, size_t in_len,
-         uint64_t timeout_ms, uint64_t cpu_ms, uint64_t memory_mb, sb_done_cb done)
-{
-    const sb_run_job_t *job = r->job;
-    char **argv = sb_plugin_expand(r->p, tmpl, r->path, (const char *const *)job->args,
-                                   with_args ? job->nargs : 0);
-    sb_exec_opts_t ex = {
-        .argv = (const char *const *)argv,
-        .env = (const char *const *)r->env,
-        .stdin_data = in,
-        .stdin_len = in_len,
-        .timeout_ms = timeout_ms,
-        .cpu_ms = cpu_ms,
-        .memory_bytes = memory_mb << 20,
-        .output_max = job->output_max,
-    };
-    int rc = sb_sandbox_exec(r->sb, &ex, run_output, done, r, NULL);
-    sb_plugin_argv_free(argv);
-    return rc;
-}
-
-static void
-run_start(run_t *r)
-{
-    const sb_run_job_t *job = r->job;
-    uint64_t mem = job->lim.memory_bytes ? job->lim.memory_bytes >> 20 : r->p->run_memory_mb;
-    r->compiling = false;
-    int rc = run_exec(r, r->p->run_cmd, true, job->input, job->input_len,
-                      job->timeout_ms ? job->timeout_ms : r->p->run_timeout_ms, job->cpu_ms, mem,
-                      run_done);
-    if (rc < 0) {
-        fprintf(stderr, "soulbox: cannot start the program: %s\n", sb_strerror(rc));
-        run_finish(r, SB_RUN_EXIT_SANDBOX);
+    r->rc = run_status_rc(jr);
+    if (r->job->stream) {
+        if (compile_failed)
+            fprintf(stderr, "soulbox: compile error (%s%s%s)\n",
+                    sb_run_status_name(jr->compile.status), jr->compile.error ? ": " : "",
+                    jr->compile.error ? sb_strerror(jr->compile.error) : "");
+        else if (!jr->ran)
+            fprintf(stderr, "soulbox: %s\n", jr->error ? jr->error : "the program did not run");
+        else if (jr->run.status != SB_RUN_EXITED || jr->run.error)
+            fprintf(stderr, "soulbox: %s%s%s%s%s\n", sb_run_status_name(jr->run.status),
+                    jr->run.signal ? ", signal " : "",
+                    jr->run.signal ? strsignal(jr->run.signal) : "", jr->run.error ? ": " : "",
+                    jr->run.error ? sb_strerror(jr->run.error) : "");
     }
-}
-
-static void
-run_compiled(sb_sandbox_run_t *h, const sb_run_result_t *res, void *ud)
-{
-    run_t *r = ud;
-    (void)h;
-    r->compile = run_record(res);
-    if (res->status == SB_RUN_EXITED && res->exit_code == 0) {
-        run_start(r);
-        return;
-    }
-    /* The program never runs: the record is the compile step's, marked as its failure. */
-    json_t *j = json_object();
-    json_object_set_new(j, "status", json_string("compile_error"));
-    json_object_set_new(j, "exit_code", json_null());
-    json_object_set_new(j, "signal", json_null());
-    json_object_set_new(j, "stdout", json_string(""));
-    json_object_set_new(j, "stderr", json_string(""));
-    json_object_set_new(j, "stdout_truncated", json_false());
-    json_object_set_new(j, "stderr_truncated", json_false());
-    json_object_set_new(j, "execution_time_ms", json_integer(0));
-    json_object_set_new(j, "cpu_time_ms", json_integer(0));
-    json_object_set_new(j, "memory_peak_bytes", json_integer(0));
-    run_add_sandbox_info(r, j);
-    r->result = j;
-    if (r->job->stream)
-        fprintf(stderr, "soulbox: compile error (%s%s%s)\n", sb_run_status_name(res->status),
-                res->error ? ": " : "", res->error ? sb_strerror(res->error) : "");
-    run_finish(r, SB_RUN_EXIT_COMPILE);
-}
-
-static void
-run_written(const sb_file_result_t *fr, void *ud)
-{
-    run_t *r = ud;
-    const sb_plugin_t *p = r->p;
-    if (fr->err) {
-        fprintf(stderr, "soulbox: cannot write the program into the sandbox: %s\n",
-                sb_strerror(fr->err));
-        run_finish(r, SB_RUN_EXIT_SANDBOX);
-        return;
-    }
-    if (!p->compile_cmd) {
-        run_start(r);
-        return;
-    }
-    r->compiling = true;
-    int rc = run_exec(r, p->compile_cmd, false, NULL, 0,
-                      p->compile_timeout_ms ? p->compile_timeout_ms : RUN_COMPILE_TIMEOUT_MS,
-                      p->compile_cpu_ms,
-                      p->compile_memory_mb ? p->compile_memory_mb : RUN_COMPILE_MEMORY_MB,
-                      run_compiled);
-    if (rc < 0) {
-        fprintf(stderr, "soulbox: cannot start the compiler: %s\n", sb_strerror(rc));
-        run_finish(r, SB_RUN_EXIT_SANDBOX);
-    }
+    sb_sandbox_destroy(r->sb, run_destroyed, r);
 }
 
 static void
@@ -291,35 +202,28 @@ run_created(sb_sandbox_t *sb, int status, void *ud)
         return;
     }
     r->sb = sb;
-    int rc = sb_sandbox_file_write(sb, r->path, r->job->code, r->job->code_len, 0644, false,
-                                   run_written, r);
-    if (rc < 0)
-        run_written(&(sb_file_result_t){.err = rc}, r);
-}
-
-/* run_env: the sandbox's default environment, then the plugin's entries (placeholders
- * filled); a plugin entry replaces a default of the same name. */
-static char **
-run_env(const sb_plugin_t *p, const char *file)
-{
-    char **penv = sb_plugin_expand(p, p->env, file, NULL, 0);
-    size_t nb = sizeof run_base_env / sizeof run_base_env[0] - 1, np = 0, n = 0;
-    while (penv[np])
-        np++;
-    char **env = sb_xcalloc(nb + np + 1, sizeof *env);
-    for (size_t i = 0; i < nb; i++) {
-        size_t klen = strcspn(run_base_env[i], "=") + 1;
-        int overridden = 0;
-        for (size_t k = 0; k < np; k++)
-            overridden |= !strncmp(penv[k], run_base_env[i], klen);
-        if (!overridden)
-            env[n++] = sb_xstrdup(run_base_env[i]);
+    const sb_run_job_t *job = r->job;
+    sb_job_spec_t spec = {
+        .plugin = r->p,
+        .code = job->code,
+        .code_len = job->code_len,
+        .stdin_data = job->input,
+        .stdin_len = job->input_len,
+        .args = (const char *const *)job->args,
+        .nargs = job->nargs,
+        .env = (const char *const *)r->env,
+        .timeout_ms = job->timeout_ms ? job->timeout_ms : r->p->run_timeout_ms,
+        .cpu_ms = job->cpu_ms,
+        .output_max = job->output_max,
+        .stream = job->stream,
+    };
+    static const sb_job_cb_t cb = {run_output, run_done};
+    int rc = sb_job_start(sb, &spec, &cb, r, NULL);
+    if (rc < 0) {
+        fprintf(stderr, "soulbox: cannot run the program: %s\n", sb_strerror(rc));
+        r->rc = SB_RUN_EXIT_SANDBOX;
+        sb_sandbox_destroy(sb, run_destroyed, r);
     }
-    for (size_t k = 0; k < np; k++)
-        env[n++] = sb_xstrdup(penv[k]);
-    env[n] = NULL;
-    sb_plugin_argv_free(penv);
-    return env;
 }
 
 int
@@ -330,16 +234,15 @@ sb_run_job(const sb_run_job_t *job, json_t **result)
     r.job = job;
     r.p = job->plugin;
     r.rc = SB_RUN_EXIT_SANDBOX;
-    snprintf(r.path, sizeof r.path, "/home/user/%s", r.p->source_file);
-    r.env = run_env(r.p, r.path);
-
-    /* The sandbox's memory is the larger of the two steps'; each step then sets its own. */
+    if (sb_env_build(&r.env, NULL, false, r.p, NULL) < 0) {
+        fprintf(stderr, "soulbox run: the %s plugin's env is malformed\n", r.p->name);
+        return SB_RUN_EXIT_SANDBOX;
+    }
+    /* The sandbox's memory is the larger of the two steps' (the run's, or the plugin's run
+     * default; the plugin's compile limit): the job sets each step's own. */
     sb_sandbox_limits_t lim = job->lim;
     uint64_t run_mb = lim.memory_bytes ? lim.memory_bytes >> 20 : r.p->run_memory_mb;
-    uint64_t compile_mb = !r.p->compile_cmd        ? 0
-                          : r.p->compile_memory_mb ? r.p->compile_memory_mb
-                                                   : RUN_COMPILE_MEMORY_MB;
-    uint64_t mb = run_mb > compile_mb ? run_mb : compile_mb;
+    uint64_t mb = run_mb > r.p->compile_memory_mb ? run_mb : r.p->compile_memory_mb;
     if (mb)
         lim.memory_bytes = mb << 20;
 
@@ -356,8 +259,7 @@ sb_run_job(const sb_run_job_t *job, json_t **result)
     sb_engine_free(r.engine);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     SB_ASSERT(uv_loop_close(&r.loop) == 0);
-    sb_plugin_argv_free(r.env);
-    json_decref(r.compile);
+    sb_strv_free(r.env);
     if (result)
         *result = r.result;
     else

@@ -9,6 +9,8 @@
  */
 #include "internal.h"
 
+#include "env.h"
+
 #include "base/err.h"
 #include "base/log.h"
 #include "protocols/frame.h"
@@ -197,13 +199,6 @@ sb__sbx_run_output(sb_sandbox_run_t *r, int fd, sb_str_t data)
     }
 }
 
-static const char *const sbx_default_env[] = {
-    "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin", "HOME=/home/user",
-    "USER=user", "LOGNAME=user", "LANG=C.UTF-8", "SHELL=/bin/bash", NULL};
-static const char *const sbx_default_env_pty[] = {
-    "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin", "HOME=/home/user",
-    "USER=user", "LOGNAME=user", "LANG=C.UTF-8", "SHELL=/bin/bash", "TERM=xterm-256color", NULL};
-
 int
 sb_sandbox_exec(sb_sandbox_t *sb, const sb_exec_opts_t *o, sb_output_cb on_output,
                 sb_done_cb on_done, void *ud, sb_sandbox_run_t **out)
@@ -212,7 +207,7 @@ sb_sandbox_exec(sb_sandbox_t *sb, const sb_exec_opts_t *o, sb_output_cb on_outpu
         return SB_ECLOSED;
     if (!o->argv || !o->argv[0] || !on_done)
         return SB_EINVAL;
-    const char *const *env = o->env ? o->env : o->pty ? sbx_default_env_pty : sbx_default_env;
+    const char *const *env = o->env ? o->env : o->pty ? sb_env_default_pty : sb_env_default;
     uint32_t argc = 0, envc = 0;
     while (o->argv[argc])
         argc++;
@@ -340,6 +335,15 @@ int
 sb_run_pid(const sb_sandbox_run_t *r)
 {
     return r->pid;
+}
+
+sb_sandbox_run_t *
+sb_sandbox_find_run(sb_sandbox_t *sb, int pid)
+{
+    for (sb_sandbox_run_t *r = sb->runs; r; r = r->next)
+        if (!r->ended && r->pid > 0 && r->pid == pid)
+            return r;
+    return NULL;
 }
 
 int

@@ -63,6 +63,24 @@ sb_sandbox_alive(const sb_sandbox_t *sb)
 }
 
 /* Everything that depends on the socket ends: runs and pending file operations. */
+uv_loop_t *
+sb_sandbox_loop(const sb_sandbox_t *sb)
+{
+    return sb->e->loop;
+}
+
+int
+sb_sandbox_stats(const sb_sandbox_t *sb, sb_cgroup_stats_t *st)
+{
+    return sb_cgroup_stats(&sb->e->cg, sb->cg_name, st);
+}
+
+void
+sb_sandbox_reset_peak(sb_sandbox_t *sb)
+{
+    sb_cgroup_reset_peak(&sb->e->cg, sb->cg_name);
+}
+
 void
 sb__sbx_fail_pending(sb_sandbox_t *sb)
 {

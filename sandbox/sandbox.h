@@ -78,6 +78,11 @@ pid_t sb_sandbox_init_pid(const sb_sandbox_t *sb);
 const char *sb_sandbox_cgroup_name(const sb_sandbox_t *sb);
 /* 1 while soulbox-init is alive and the sandbox is not being killed. */
 int sb_sandbox_alive(const sb_sandbox_t *sb);
+uv_loop_t *sb_sandbox_loop(const sb_sandbox_t *sb);
+/* sb_sandbox_stats reads the sandbox's cgroup (CPU time, memory, pids so far). */
+int sb_sandbox_stats(const sb_sandbox_t *sb, sb_cgroup_stats_t *st);
+/* sb_sandbox_reset_peak restarts the cgroup's peak memory tracking (sb_cgroup_reset_peak). */
+void sb_sandbox_reset_peak(sb_sandbox_t *sb);
 
 typedef enum {
     SB_RUN_EXITED = 0,
@@ -96,7 +101,7 @@ const char *sb_run_status_name(sb_run_status_t s);
 
 typedef struct {
     const char *const *argv; /* required, argv[0] looked up in PATH of env */
-    const char *const *env;  /* NULL: PATH, HOME, USER, LANG, TERM only */
+    const char *const *env;  /* NULL: sb_env_default (sb_env_default_pty with pty), env.h */
     const char *cwd;         /* NULL: /home/user */
     const void *stdin_data;  /* written first, then stdin is closed unless keep_stdin */
     size_t stdin_len;
@@ -139,6 +144,8 @@ int sb_sandbox_exec(sb_sandbox_t *sb, const sb_exec_opts_t *o, sb_output_cb on_o
                     sb_done_cb on_done, void *ud, sb_sandbox_run_t **out);
 /* sb_run_pid: the process's pid inside the sandbox once started, else 0. */
 int sb_run_pid(const sb_sandbox_run_t *r);
+/* sb_sandbox_find_run finds the running process with pid (inside the sandbox), or NULL. */
+sb_sandbox_run_t *sb_sandbox_find_run(sb_sandbox_t *sb, int pid);
 int sb_run_write_stdin(sb_sandbox_run_t *r, const void *p, size_t n);
 int sb_run_close_stdin(sb_sandbox_run_t *r);
 /* sb_run_signal signals the run's process group. */
@@ -159,9 +166,17 @@ void sb_sandbox_destroy(sb_sandbox_t *sb, void (*cb)(void *ud), void *ud);
 
 /* File operations, performed by soulbox-init inside the sandbox as uid 1000.  Relative paths
  * are relative to /home/user.  Results are valid during the callback. */
+typedef enum {
+    SB_FILE_NONE = 0, /* ps entries */
+    SB_FILE_REGULAR = 1,
+    SB_FILE_DIR = 2,
+    SB_FILE_SYMLINK = 3,
+    SB_FILE_OTHER = 4,
+} sb_file_type_t;
+
 typedef struct {
     char *path; /* for ps: the command line */
-    int type;   /* 1 file, 2 dir, 3 symlink, 4 other; for ps: 0 */
+    int type;   /* sb_file_type_t */
     uint64_t size;
     int mode;
     uint64_t mtime;
@@ -174,7 +189,7 @@ typedef struct {
     const uint8_t *data;
     size_t len;
     uint64_t size;
-    int type, mode;
+    int type, mode; /* type: sb_file_type_t */
     uint64_t mtime;
     const sb_file_entry_t *ents;
     size_t nents;

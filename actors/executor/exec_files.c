@@ -1,7 +1,7 @@
 /*
  * exec_files.c: FILE_OP and PROC_LIST -- file operations and the process list of a sandbox,
  * performed by its soulbox-init inside the sandbox (so paths resolve in its own mount
- * namespace) -- and the mime types artifacts are labelled with.
+ * namespace).
  *
  * Filesystem errors are answers, not failures: FILE_REPLY carries the positive errno (ENOENT,
  * EISDIR, ...) so the caller can map it to a status.  Error replies are kept for protocol
@@ -14,8 +14,8 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/alloc.h"
+#include "protocols/mpw.h"
 
-#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -29,52 +29,24 @@ typedef struct {
     char path[4097];
 } xf_ctx_t;
 
-static const struct {
-    const char *ext, *mime;
-} xf_mimes[] = {
-    {"png", "image/png"},         {"jpg", "image/jpeg"},       {"jpeg", "image/jpeg"},
-    {"gif", "image/gif"},         {"svg", "image/svg+xml"},    {"webp", "image/webp"},
-    {"bmp", "image/bmp"},         {"ico", "image/x-icon"},     {"pdf", "application/pdf"},
-    {"html", "text/html"},        {"htm", "text/html"},        {"css", "text/css"},
-    {"js", "text/javascript"},    {"json", "application/json"}, {"txt", "text/plain"},
-    {"log", "text/plain"},        {"md", "text/markdown"},     {"csv", "text/csv"},
-    {"tsv", "text/tab-separated-values"}, {"xml", "application/xml"},
-    {"yaml", "application/yaml"}, {"yml", "application/yaml"}, {"py", "text/x-python"},
-    {"c", "text/x-c"},            {"zip", "application/zip"},  {"gz", "application/gzip"},
-    {"tar", "application/x-tar"}, {"wav", "audio/wav"},        {"mp3", "audio/mpeg"},
-    {"mp4", "video/mp4"},         {"parquet", "application/vnd.apache.parquet"},
-};
-
-const char *
-sb__x_mime(const char *path)
-{
-    const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
-    if (dot && (!slash || dot > slash))
-        for (size_t i = 0; i < sizeof xf_mimes / sizeof xf_mimes[0]; i++)
-            if (strcasecmp(dot + 1, xf_mimes[i].ext) == 0)
-                return xf_mimes[i].mime;
-    return "application/octet-stream";
-}
-
 static const char *
 xf_type(int t)
 {
-    return t == 1 ? "file" : t == 2 ? "dir" : t == 3 ? "symlink" : "other";
+    return t == SB_FILE_REGULAR ? "file"
+           : t == SB_FILE_DIR   ? "dir"
+           : t == SB_FILE_SYMLINK ? "symlink"
+                                  : "other";
 }
 
 static void
-xf_pack_entry(msgpack_packer *pk, const char *path, int type, uint64_t size, int mode,
-              uint64_t mtime_s)
+xf_pack_entry(sb_buf_t *b, const char *path, int type, uint64_t size, int mode, uint64_t mtime_s)
 {
-    msgpack_pack_array(pk, 5);
-    msgpack_pack_str(pk, strlen(path));
-    msgpack_pack_str_body(pk, path, strlen(path));
-    const char *t = xf_type(type);
-    msgpack_pack_str(pk, strlen(t));
-    msgpack_pack_str_body(pk, t, strlen(t));
-    msgpack_pack_uint64(pk, size);
-    msgpack_pack_uint64(pk, (uint64_t)(mode < 0 ? 0 : mode));
-    msgpack_pack_uint64(pk, mtime_s * 1000);
+    sb_mpw_array(b, 5);
+    sb_mpw_cstr(b, path);
+    sb_mpw_cstr(b, xf_type(type));
+    sb_mpw_uint(b, size);
+    sb_mpw_uint(b, (uint64_t)(mode < 0 ? 0 : mode));
+    sb_mpw_uint(b, mtime_s * 1000);
 }
 
 static void
@@ -90,7 +62,6 @@ xf_done(const sb_file_result_t *fr, void *ud)
         return;
     }
     sb_buf_t ents;
-    msgpack_packer pk;
     sb_buf_init(&ents, 0);
     sb_file_reply_t rep = {.errno_ = fr->err < 0 ? (uint64_t)-fr->err : 0};
     if (fr->err < 0) {
@@ -98,15 +69,13 @@ xf_done(const sb_file_result_t *fr, void *ud)
     } else if (c->op == XF_READ) {
         rep.data = (sb_str_t){(const char *)fr->data, (uint32_t)fr->len};
     } else if (c->op == XF_LIST) {
-        sb_codec_packer(&pk, &ents);
-        msgpack_pack_array(&pk, fr->nents);
+        sb_mpw_array(&ents, (uint32_t)fr->nents);
         for (size_t i = 0; i < fr->nents; i++)
-            xf_pack_entry(&pk, fr->ents[i].path, fr->ents[i].type, fr->ents[i].size,
+            xf_pack_entry(&ents, fr->ents[i].path, fr->ents[i].type, fr->ents[i].size,
                           fr->ents[i].mode, fr->ents[i].mtime);
     } else if (c->op == XF_STAT) {
-        sb_codec_packer(&pk, &ents);
-        msgpack_pack_array(&pk, 1);
-        xf_pack_entry(&pk, c->path, fr->type, fr->size, fr->mode, fr->mtime);
+        sb_mpw_array(&ents, 1);
+        xf_pack_entry(&ents, c->path, fr->type, fr->size, fr->mode, fr->mtime);
     }
     rep.entries = (sb_str_t){(const char *)ents.data, (uint32_t)ents.len};
     sb_buf_t *b = sb_actor_scratch(x->a);
@@ -179,21 +148,17 @@ xf_ps_done(const sb_file_result_t *fr, void *ud)
         return;
     }
     sb_buf_t procs;
-    msgpack_packer pk;
     sb_buf_init(&procs, 0);
-    sb_codec_packer(&pk, &procs);
-    msgpack_pack_array(&pk, fr->nents);
+    sb_mpw_array(&procs, (uint32_t)fr->nents);
     for (size_t i = 0; i < fr->nents; i++) {
         const sb_file_entry_t *e = &fr->ents[i];
         char st[2] = {e->state ? e->state : '?', 0};
         const char *cmd = e->path ? e->path : "";
-        msgpack_pack_array(&pk, 4);
-        msgpack_pack_uint64(&pk, (uint64_t)(e->pid > 0 ? e->pid : 0));
-        msgpack_pack_uint64(&pk, (uint64_t)(e->ppid > 0 ? e->ppid : 0));
-        msgpack_pack_str(&pk, 1);
-        msgpack_pack_str_body(&pk, st, 1);
-        msgpack_pack_str(&pk, strlen(cmd));
-        msgpack_pack_str_body(&pk, cmd, strlen(cmd));
+        sb_mpw_array(&procs, 4);
+        sb_mpw_uint(&procs, (uint64_t)(e->pid > 0 ? e->pid : 0));
+        sb_mpw_uint(&procs, (uint64_t)(e->ppid > 0 ? e->ppid : 0));
+        sb_mpw_str(&procs, st, 1);
+        sb_mpw_cstr(&procs, cmd);
     }
     sb_proc_list_reply_t rep = {.procs = {(const char *)procs.data, (uint32_t)procs.len}};
     sb_buf_t *b = sb_actor_scratch(x->a);

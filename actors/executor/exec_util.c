@@ -1,6 +1,5 @@
 /*
- * exec_util.c: the executor's RAW field readers (limits map, string arrays, files) and
- * environment merging.  Every reader walks untrusted msgpack with the bounded reader of
+ * exec_util.c: the executor's RAW field readers (limits map, string arrays, files).  Every reader walks untrusted msgpack with the bounded reader of
  * protocols/mp.h, refuses what does not match the convention of executor.def with
  * SB_EBADMSG (never a crash), and allocates only after the sizes have been checked.
  */
@@ -8,25 +7,11 @@
 
 #include "base/err.h"
 #include "protocols/mp.h"
+#include "sandbox/env.h"
 #include "base/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-const char *const sb__x_default_env[] = {
-    "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin", "HOME=/home/user",
-    "USER=user", "LOGNAME=user", "LANG=C.UTF-8", "SHELL=/bin/bash", NULL};
-const char *const sb__x_default_env_pty[] = {
-    "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin", "HOME=/home/user",
-    "USER=user", "LOGNAME=user", "LANG=C.UTF-8", "SHELL=/bin/bash", "TERM=xterm-256color", NULL};
-
-void
-sb__x_strv_free(char **v)
-{
-    for (size_t i = 0; v && v[i]; i++)
-        free(v[i]);
-    free(v);
-}
 
 int
 sb__x_strv(sb_str_t raw, size_t max, char ***out, size_t *n)
@@ -46,48 +31,13 @@ sb__x_strv(sb_str_t raw, size_t max, char ***out, size_t *n)
     for (uint32_t i = 0; i < cnt; i++) {
         sb_str_t s;
         if (sb_mp_read_str(&r, &s) != 0 || (s.len && memchr(s.ptr, 0, s.len))) {
-            sb__x_strv_free(v);
+            sb_strv_free(v);
             return SB_EBADMSG;
         }
         v[i] = sb_str_dup(s);
     }
     *out = v;
     *n = cnt;
-    return 0;
-}
-
-/* Replace the entry of the same key in v[0..*n) or append; v has room for one more. */
-static void
-x_env_put(char **v, size_t *n, const char *kv)
-{
-    size_t klen = (size_t)(strchr(kv, '=') - kv);
-    for (size_t i = 0; i < *n; i++)
-        if (strncmp(v[i], kv, klen + 1) == 0) {
-            free(v[i]);
-            v[i] = sb_xstrdup(kv);
-            return;
-        }
-    v[(*n)++] = sb_xstrdup(kv);
-}
-
-int
-sb__x_env_merge(char ***out, const char *const *base, const char *const *l1,
-                const char *const *l2, const char *const *l3)
-{
-    const char *const *layers[4] = {base, l1, l2, l3};
-    size_t total = 0, n = 0;
-    for (int k = 0; k < 4; k++)
-        for (size_t i = 0; layers[k] && layers[k][i]; i++) {
-            const char *eq = strchr(layers[k][i], '=');
-            if (!eq || eq == layers[k][i])
-                return SB_EBADMSG;
-            total++;
-        }
-    char **v = sb_xcalloc(total + 1, sizeof *v);
-    for (int k = 0; k < 4; k++)
-        for (size_t i = 0; layers[k] && layers[k][i]; i++)
-            x_env_put(v, &n, layers[k][i]);
-    *out = v;
     return 0;
 }
 

@@ -2,9 +2,8 @@
  * executor.c: the executor actor -- the sandboxes of this host on the bus (contract:
  * protocols/executor.def).  This file holds the actor's life (init, stop, fini), the
  * message dispatch, the sandbox table (SBX_CREATE, SBX_DESTROY; a warm sandbox starts its
- * runtime's kernel at once, exec_kernel.c) and the 1 s
- * sampler (MON_SANDBOX per sandbox, NODE_CAPACITY); runs live in exec_run.c, file
- * operations and artifacts in exec_files.c.
+ * runtime's kernel at once, exec_kernel.c) and the 1 s sampler (MON_SANDBOX per sandbox,
+ * NODE_CAPACITY); the other files are listed in exec.h.
  *
  * Invariants:
  *  - the table holds at most executor.max_sandboxes entries, one-shot sandboxes included;
@@ -26,8 +25,9 @@
 #include "base/clock.h"
 #include "base/alloc.h"
 #include "base/id.h"
+#include "protocols/mpw.h"
+#include "sandbox/env.h"
 
-#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +56,20 @@ sb__x_find(sb__xstate_t *x, sb_str_t id)
     return NULL;
 }
 
+sb__xsbx_t *
+sb__x_ready_sbx(sb__xstate_t *x, const sb_replyto_t *to, sb_str_t id)
+{
+    sb__xsbx_t *s = sb__x_find(x, id);
+    if (s && s->state == SB__XSBX_READY)
+        return s;
+    sb_replyto_t t = *to;
+    sb_actor_reply_error(x->a, &t, s && s->state == SB__XSBX_CREATING ? SB_EUNAVAILABLE
+                                                                      : SB_ENOTFOUND,
+                         "no sandbox '%.*s' on this node", (int)(id.len > 64 ? 64 : id.len),
+                         id.ptr);
+    return NULL;
+}
+
 static void
 x_mon_send(sb__xstate_t *x, uint16_t type, const sb_msgdef_t *d, const void *body)
 {
@@ -65,6 +79,15 @@ x_mon_send(sb__xstate_t *x, uint16_t type, const sb_msgdef_t *d, const void *bod
     int rc = sb_actor_send(x->a, sb_addr(SB_ACTOR_MONITOR), type, 0, 0, 0, b->data, b->len);
     if (rc < 0 && rc != SB_ENOROUTE)
         sb_log_debug("SB-EXEC-MON-DROP", "monitor report dropped: %s", sb_strerror(rc));
+}
+
+void
+sb__x_mon_exec(sb__xstate_t *x, const char *runtime, const char *status, uint64_t duration_us,
+               uint64_t memory_peak, uint64_t cpu_us)
+{
+    sb_mon_exec_t m = {.runtime = sb_str(runtime), .status = sb_str(status),
+                       .duration_us = duration_us, .memory_peak = memory_peak, .cpu_us = cpu_us};
+    x_mon_send(x, SB_MSG_MON_EXEC, &sb_mon_exec_def, &m);
 }
 
 /* Disk in use under /home/user, seen through init's root (the tmpfs lives in the sandbox's
@@ -87,8 +110,7 @@ x_sample(sb__xsbx_t *s, bool ended)
     sb_mon_sandbox_t m = {.id = sb_str(s->id), .runtime = sb_str(s->runtime), .ended = ended,
                           .node = sb_str(sb_bus_node_name(sb_actor_bus(x->a)))};
     sb_cgroup_stats_t st;
-    if (!ended && s->sb &&
-        sb_cgroup_stats(sb_engine_cgroups(x->engine), sb_sandbox_cgroup_name(s->sb), &st) == 0) {
+    if (!ended && s->sb && sb_sandbox_stats(s->sb, &st) == 0) {
         m.cpu_us = st.cpu_usage_ns / 1000;
         m.memory = st.memory_current;
         m.memory_peak = st.memory_peak;
@@ -161,21 +183,16 @@ static void
 x_runtimes_build(sb__xstate_t *x)
 {
     sb_buf_t b;
-    msgpack_packer pk;
     size_t n = 0, cnt = x->plugins ? sb_plugins_count(x->plugins) : 0;
     bool ok[256] = {0};
     for (size_t i = 0; i < cnt && i < 256; i++)
         if ((ok[i] = x_runtime_available(sb_plugins_at(x->plugins, i))))
             n++;
     sb_buf_init(&b, 65536);
-    sb_codec_packer(&pk, &b);
-    msgpack_pack_array(&pk, n);
+    sb_mpw_array(&b, (uint32_t)n);
     for (size_t i = 0; i < cnt && i < 256; i++)
-        if (ok[i]) {
-            const char *name = sb_plugins_at(x->plugins, i)->name;
-            msgpack_pack_str(&pk, strlen(name));
-            msgpack_pack_str_body(&pk, name, strlen(name));
-        }
+        if (ok[i])
+            sb_mpw_cstr(&b, sb_plugins_at(x->plugins, i)->name);
     x->runtimes_raw = (char *)sb_buf_steal(&b, &x->runtimes_len);
 }
 
@@ -191,7 +208,7 @@ x_sbx_free(sb__xsbx_t *s)
             x->nsbx--;
             break;
         }
-    sb__x_strv_free(s->env);
+    sb_strv_free(s->env);
     free(s->destroy_to);
     free(s);
     sb__x_send_capacity(x, false);
@@ -203,12 +220,13 @@ x_sbx_destroyed(void *ud)
     sb__xsbx_t *s = ud;
     sb__xstate_t *x = s->x;
     x->engine_live--;
-    SB_ASSERT(s->runs == NULL && s->kernels == NULL);
+    SB_ASSERT(s->nkernels == 0 && s->waiting == NULL);
     sb_exec_ack_t ack = {.id = sb_str(s->id)};
     for (size_t i = 0; i < s->ndestroy; i++) {
         sb_buf_t *b = sb_actor_scratch(x->a);
         if (sb_exec_ack_encode(&ack, b) == 0)
-            sb_actor_reply(x->a, &s->destroy_to[i], SB_MSG_EXEC_ACK, 0, b->data, b->len);
+            (void)sb_actor_reply(x->a, &s->destroy_to[i], SB_MSG_EXEC_ACK, 0, b->data, b->len);
+        /* best effort: the sandbox is gone either way; a requester gone has timed out */
     }
     x_sample(s, true);
     x_sbx_free(s);
@@ -228,6 +246,26 @@ sb__x_sbx_destroy(sb__xsbx_t *s, const char *reason)
         sb_sandbox_destroy(s->sb, x_sbx_destroyed, s);
 }
 
+void
+sb__x_sbx_wait(sb__xsbx_t *s, sb__xwait_t *w)
+{
+    w->next = s->waiting;
+    s->waiting = w;
+}
+
+/* x_sbx_ready tells every waiter that the creation ended (status 0: the sandbox is READY). */
+static void
+x_sbx_ready(sb__xsbx_t *s, int status)
+{
+    sb__xwait_t *w = s->waiting;
+    s->waiting = NULL;
+    while (w) {
+        sb__xwait_t *next = w->next;
+        w->ready(w->ud, s, status);
+        w = next;
+    }
+}
+
 static void
 x_reply_info(sb__xsbx_t *s)
 {
@@ -237,8 +275,9 @@ x_reply_info(sb__xsbx_t *s)
                           .node_id = sb_bus_node_id(bus), .runtime = sb_str(s->runtime),
                           .state = SB_STR("running"), .created_ms = s->created_ms};
     sb_buf_t *b = sb_actor_scratch(x->a);
+    /* If the requester is gone it has timed out; the gateway's later requests find it. */
     if (sb_sbx_info_encode(&info, b) == 0)
-        sb_actor_reply(x->a, &s->create_to, SB_MSG_SBX_INFO, 0, b->data, b->len);
+        (void)sb_actor_reply(x->a, &s->create_to, SB_MSG_SBX_INFO, 0, b->data, b->len);
 }
 
 static void
@@ -253,7 +292,7 @@ x_sbx_created(sb_sandbox_t *sb, int status, void *ud)
             sb_actor_reply_error(x->a, &s->create_to, SB_EUNAVAILABLE,
                                  "sandbox could not be created: %s", sb_strerror(status));
         s->state = SB__XSBX_DESTROYING;
-        sb__x_sbx_ready(s, status);
+        x_sbx_ready(s, status);
         x_sample(s, true);
         x_sbx_free(s);
         return;
@@ -263,19 +302,19 @@ x_sbx_created(sb_sandbox_t *sb, int status, void *ud)
     if (s->state == SB__XSBX_DESTROYING) { /* stop or destroy came during creation */
         if (s->reply_create)
             sb_actor_reply_error(x->a, &s->create_to, SB_ECLOSED, "executor stopping");
-        sb__x_sbx_ready(s, SB_ECLOSED);
+        x_sbx_ready(s, SB_ECLOSED);
         sb_sandbox_destroy(sb, x_sbx_destroyed, s);
         return;
     }
     s->state = SB__XSBX_READY;
     /* A warm (pool) sandbox starts its runtime's kernel now, so the one-shot that leases it
-     * finds the interpreter up (exec_run.c, xr_route). */
-    sb__xkern_t *k;
+     * finds the interpreter up (sandbox/kernel.h, the one-shot route). */
+    sb_kernel_t *k;
     if (s->warm && s->plugin && s->plugin->kernel_cmd)
         sb__x_kern_get(s, s->plugin, true, &k);
     if (s->reply_create)
         x_reply_info(s);
-    sb__x_sbx_ready(s, 0);
+    x_sbx_ready(s, 0);
 }
 
 int
@@ -329,23 +368,22 @@ x_on_create(sb__xstate_t *x, const sb_msg_t *m)
         return SB_EBADMSG;
     sb_str_copy(rt, sizeof rt, req.runtime);
     if (*rt && x->plugins && !sb_plugins_find(x->plugins, rt)) {
-        sb__x_strv_free(env);
+        sb_strv_free(env);
         return SB_EINVAL; /* unknown runtime */
     }
     sb__xsbx_t *s;
     if ((rc = sb__x_sbx_new(x, rt, &lim, false, &s)) < 0) {
-        sb__x_strv_free(env);
+        sb_strv_free(env);
         return rc;
     }
-    if ((rc = sb__x_env_merge(&s->env, sb__x_default_env,
-                              s->plugin ? (const char *const *)s->plugin->env : NULL,
-                              (const char *const *)env, NULL)) < 0) {
+    /* The sandbox's environment: the default, its runtime's entries, the request's. */
+    if ((rc = sb_env_build(&s->env, NULL, false, s->plugin, (const char *const *)env)) < 0) {
         s->env = NULL;
         sb__x_sbx_destroy(s, "bad environment");
-        sb__x_strv_free(env);
+        sb_strv_free(env);
         return rc;
     }
-    sb__x_strv_free(env);
+    sb_strv_free(env);
     sb_str_copy(s->owner, sizeof s->owner, req.owner);
     s->warm = req.warm;
     s->reply_create = true;
@@ -442,8 +480,7 @@ x_init(sb_actor_t *a, void *state)
     uv_timer_init(sb_actor_loop(a), &x->tick);
     uv_check_init(sb_actor_loop(a), &x->flush);
     uv_idle_init(sb_actor_loop(a), &x->retry);
-    uv_timer_init(sb_actor_loop(a), &x->ktimer);
-    x->tick.data = x->flush.data = x->retry.data = x->ktimer.data = x;
+    x->tick.data = x->flush.data = x->retry.data = x;
     x->handles_open = true;
     /* The first tick at once: the scheduler (started before us) learns this node's capacity
      * before the gateway accepts its first request, instead of a second later. */
@@ -463,7 +500,6 @@ x_stop(sb_actor_t *a, void *state)
     if (x->stopping)
         return;
     x->stopping = true;
-    sb__x_runs_stop(x);
     for (sb__xsbx_t *s = x->sbxs, *next; s; s = next) {
         next = s->next;
         sb__x_sbx_destroy(s, "executor stopping");
@@ -473,7 +509,6 @@ x_stop(sb_actor_t *a, void *state)
         uv_close((uv_handle_t *)&x->tick, NULL);
         uv_close((uv_handle_t *)&x->flush, NULL);
         uv_close((uv_handle_t *)&x->retry, NULL);
-        uv_close((uv_handle_t *)&x->ktimer, NULL);
     }
 }
 
@@ -482,8 +517,7 @@ x_fini(sb_actor_t *a, void *state)
 {
     sb__xstate_t *x = state;
     (void)a;
-    sb__x_runs_free(x);
-    sb__x_kern_stop(x);
+    sb__x_out_free_all(x);
     if (x->engine_live == 0 && x->nsbx == 0) {
         sb_engine_free(x->engine);
     } else {
