@@ -2,7 +2,7 @@
  * codec.c: descriptors derived from messages.def, and the one encoder and decoder that walk
  * them.  Encoding uses the writer of mpw.h; decoding the bounded reader of mp.h.
  */
-#include "msgs.h"
+#include "codec.h"
 
 #include "base/err.h"
 #include "mp.h"
@@ -10,37 +10,7 @@
 
 #include <msgpack.h>
 #include <stddef.h>
-
-/* One descriptor table per message; X carries the struct type into each field line. */
-#define SB__FD(T, no, kind, fname, max)                                                            \
-    {(no), SB_FK_##kind, (max), (uint32_t)offsetof(T, fname), #fname},
-#define SB__ENTRY_FOR(no, UP, low)                                                                 \
-    static const sb_field_t low##_fields[] = {SB_FIELDS_##low(SB__FD, sb_##low##_t)};            \
-    const sb_msgdef_t sb_##low##_def = {(no), #low, sizeof(sb_##low##_t), low##_fields,            \
-                                        (uint16_t)(sizeof low##_fields / sizeof low##_fields[0])};
-SB_MESSAGES(SB__ENTRY_FOR)
-
-static const sb_msgdef_t *const codec_all[] = {
-#define SB__PTR(no, UP, low) &sb_##low##_def,
-    SB_MESSAGES(SB__PTR)
-#undef SB__PTR
-};
-
-const sb_msgdef_t *
-sb_msgdef_lookup(uint16_t type)
-{
-    for (size_t i = 0; i < sizeof codec_all / sizeof codec_all[0]; i++)
-        if (codec_all[i]->type == type)
-            return codec_all[i];
-    return NULL;
-}
-
-const char *
-sb_msg_type_name(uint16_t type)
-{
-    const sb_msgdef_t *d = sb_msgdef_lookup(type);
-    return d ? d->name : "unknown";
-}
+#include <string.h>
 
 static int
 codec_write(void *data, const char *buf, size_t len)
@@ -93,7 +63,8 @@ sb_codec_encode(const sb_msgdef_t *d, const void *s, sb_buf_t *out)
         case SB_FK_BOOL: r = sb_mpw_bool(out, *(const bool *)p); break;
         case SB_FK_F64: r = sb_mpw_f64(out, *(const double *)p); break;
         case SB_FK_STR:
-            if (sv->len > f->max) {
+        case SB_FK_PATH:
+            if (sv->len > f->max || (f->kind == SB_FK_PATH && sv->len && memchr(sv->ptr, 0, sv->len))) {
                 out->len = start;
                 return SB_ETOOBIG;
             }
@@ -159,6 +130,11 @@ sb_codec_decode(const sb_msgdef_t *d, const void *p, size_t n, void *s, const ch
         case SB_FK_BOOL: e = sb_mp_read_bool(&r, dst); break;
         case SB_FK_F64: e = sb_mp_read_f64(&r, dst); break;
         case SB_FK_STR: e = sb_mp_read_str(&r, dst); break;
+        case SB_FK_PATH:
+            e = sb_mp_read_str(&r, dst);
+            if (!e && ((sb_str_t *)dst)->len && memchr(((sb_str_t *)dst)->ptr, 0, ((sb_str_t *)dst)->len))
+                e = SB_EBADMSG;
+            break;
         case SB_FK_BIN: e = sb_mp_read_bin(&r, dst); break;
         case SB_FK_RAW: e = sb_mp_read_raw(&r, dst); break;
         }

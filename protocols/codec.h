@@ -8,12 +8,31 @@
 #define SB_CODEC_H
 
 #include "base/buf.h"
+#include "base/str.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { SB_FK_U64, SB_FK_I64, SB_FK_BOOL, SB_FK_F64, SB_FK_STR, SB_FK_BIN, SB_FK_RAW } sb_fkind_t;
+/* Field kinds.  STR, BIN, RAW and PATH (a STR without NUL bytes: file names) decode to
+ * views (sb_str_t) and carry a size cap. */
+typedef enum {
+    SB_FK_U64, SB_FK_I64, SB_FK_BOOL, SB_FK_F64, SB_FK_STR, SB_FK_BIN, SB_FK_RAW, SB_FK_PATH,
+} sb_fkind_t;
+
+/* The C type of each kind, for structs derived from the registries (msgs.h, frame.h). */
+#define SB__CTYPE_U64 uint64_t
+#define SB__CTYPE_I64 int64_t
+#define SB__CTYPE_BOOL bool
+#define SB__CTYPE_F64 double
+#define SB__CTYPE_STR sb_str_t
+#define SB__CTYPE_BIN sb_str_t
+#define SB__CTYPE_RAW sb_str_t
+#define SB__CTYPE_PATH sb_str_t
+#define SB__STRUCT_FIELD(T, no, kind, fname, max) SB__CTYPE_##kind fname;
+/* One descriptor line per field (X carries the struct type into each line). */
+#define SB__FIELD_DESC(T, no, kind, fname, max)                                                    \
+    {(no), SB_FK_##kind, (max), (uint32_t)offsetof(T, fname), #fname},
 
 typedef struct {
     uint16_t no;

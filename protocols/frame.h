@@ -1,85 +1,90 @@
 /*
- * frame.h: the wire between the executor and soulbox-init (over a SOCK_STREAM socketpair).
+ * frame.h: the wire between the executor and soulbox-init (a SOCK_STREAM socketpair), derived
+ * from protocols/init.def.
  *
- * A frame is a little-endian u32 length followed by that many bytes of one msgpack map.  Key
- * "t" is the frame type (SB_IF_*); the other keys are short names listed below, each with a
- * size cap.  Unknown keys are skipped, missing keys take zero/empty defaults, so either side
- * can grow.  A frame longer than SB_FRAME_MAX, or a body that is not a map of known types, is
- * refused: soulbox-init answers SB_IF_ERROR and keeps serving; the executor treats it as a
- * lost sandbox.  Shared by both sides (init links only this, mp.c and buf.c).
+ * A frame is a little-endian u32 length n, then n bytes: one byte of frame type (SB_IF_*),
+ * then the body, a msgpack map from field number to value decoded by the table-driven codec
+ * (codec.h) with every field's kind and size cap checked.  A frame longer than SB_FRAME_MAX,
+ * or a body that does not decode, is refused: soulbox-init answers SB_IF_ERROR and keeps
+ * serving; the executor treats it as a lost sandbox.  Both sides link only sb_base and
+ * sb_proto for this.
  *
- * Decoded strings are views into the frame buffer: copy what you keep.
+ * For each frame `name` of init.def there is a struct sb_if_<name>_t, a type number
+ * SB_IF_<NAME>, a descriptor, and
+ *   int sb_if_<name>_write(sb_buf_t *out, const sb_if_<name>_t *s);  appends a whole frame
+ *   int sb_if_<name>_decode(const uint8_t *body, size_t n, sb_if_<name>_t *s);
+ * sb_if_entry_t (an element of a REPLY's ents) has sb_if_entry_encode / _decode instead (a
+ * plain map).  Decoded strings are views into the frame buffer: copy what you keep.
  */
-#ifndef SB_EXECUTOR_FRAME_H
-#define SB_EXECUTOR_FRAME_H
+#ifndef SB_PROTOCOLS_FRAME_H
+#define SB_PROTOCOLS_FRAME_H
 
 #include "base/buf.h"
 #include "base/str.h"
+#include "codec.h"
+#include "init.def"
 #include "mpw.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#define SB_FRAME_MAX (9u << 20) /* one frame, header excluded: 8 MiB of file data + slack */
+#define SB_IF_HDR 5             /* u32 length + u8 type */
+#define SB_FRAME_MAX (9u << 20) /* one frame, length word excluded: 8 MiB of data + slack */
 #define SB_FRAME_DATA_MAX (8u << 20)
 #define SB_FRAME_PATH_MAX 4096
-#define SB_FRAME_ARGS_MAX 1024 /* argv or env entries */
+#define SB_FRAME_ARGS_MAX 1024  /* argv or env entries */
+
+/* A stat REPLY's and a listing entry's type. */
+enum { SB_IF_FILE_REGULAR = 1, SB_IF_FILE_DIR = 2, SB_IF_FILE_SYMLINK = 3, SB_IF_FILE_OTHER = 4 };
 
 enum {
-    /* executor -> init */
-    SB_IF_EXEC = 2,         /* id argv env cwd pty rows cols nofile nproc fsize cpu */
-    SB_IF_STDIN = 3,        /* id data */
-    SB_IF_STDIN_CLOSE = 4,  /* id */
-    SB_IF_SIGNAL = 5,       /* id sig (to the process group of process id) */
-    SB_IF_RESIZE = 6,       /* id rows cols */
-    SB_IF_PS = 7,           /* id -> REPLY ents[{pid ppid state cmd}] */
-    SB_IF_FREAD = 8,        /* id path max -> REPLY data size */
-    SB_IF_FWRITE = 9,       /* id path data mode append -> REPLY size */
-    SB_IF_FLIST = 10,       /* id path depth -> REPLY ents[{path type size mode mtime}] */
-    SB_IF_FSTAT = 11,       /* id path -> REPLY type size mode mtime */
-    SB_IF_MKDIR = 12,       /* id path mode */
-    SB_IF_REMOVE = 13,      /* id path */
-    SB_IF_RENAME = 14,      /* id path path2 */
-    SB_IF_SIGNAL_ALL = 15,  /* sig: every process but init */
-    /* init -> executor */
-    SB_IF_HELLO = 19,       /* pid: init is set up and serving */
-    SB_IF_STARTED = 20,     /* id pid */
-    SB_IF_OUTPUT = 21,      /* id fd data */
-    SB_IF_EXIT = 22,        /* id code sig cpu_us maxrss_kb */
-    SB_IF_REPLY = 23,       /* id err [payload] */
-    SB_IF_ERROR = 24,       /* id err msg: a refused frame */
+#define SB__IF_ENUM(no, UP, low) SB_IF_##UP = (no),
+    SB_INIT_FRAMES(SB__IF_ENUM)
+#undef SB__IF_ENUM
 };
 
-/* A decoded frame: every field any frame type uses (flat, so one decoder serves all). */
+#define SB__IF_DECL(no, UP, low)                                                                   \
+    typedef struct {                                                                               \
+        SB_IFIELDS_##low(SB__STRUCT_FIELD, _)                                                      \
+    } sb_if_##low##_t;                                                                             \
+    extern const sb_msgdef_t sb_if_##low##_def;                                                    \
+    static inline int sb_if_##low##_write(sb_buf_t *out, const sb_if_##low##_t *s)                 \
+    {                                                                                              \
+        return sb_frame_write(out, &sb_if_##low##_def, s);                                         \
+    }                                                                                              \
+    static inline int sb_if_##low##_decode(const uint8_t *p, size_t n, sb_if_##low##_t *s)         \
+    {                                                                                              \
+        return sb_codec_decode(&sb_if_##low##_def, p, n, s, NULL);                                 \
+    }
+
+/* sb_frame_write appends one whole frame of descriptor d (header, type, body) to out; on
+ * failure (SB_ETOOBIG past out's limit or SB_FRAME_MAX) out is left as it was. */
+int sb_frame_write(sb_buf_t *out, const sb_msgdef_t *d, const void *s);
+
+SB_INIT_FRAMES(SB__IF_DECL)
+#undef SB__IF_DECL
+
 typedef struct {
-    uint32_t t;
-    uint64_t id;
-    int64_t fd, sig, code, err, rows, cols, depth, mode, pid, ppid;
-    uint64_t max, size, cpu_us, maxrss_kb, mtime, nofile, nproc, fsize, cpu, type;
-    bool pty, append;
-    sb_str_t data, path, path2, cwd, msg, cmd, state;
-    sb_str_t argv, env, ents; /* raw encoded arrays: walk with sb_frame_strv / mp.h */
-    uint32_t argc, envc, entc;
-} sb_frame_t;
+    SB_IFIELDS_entry(SB__STRUCT_FIELD, _)
+} sb_if_entry_t;
+extern const sb_msgdef_t sb_if_entry_def;
+static inline int
+sb_if_entry_encode(sb_buf_t *out, const sb_if_entry_t *s)
+{
+    return sb_codec_encode(&sb_if_entry_def, s, out);
+}
+static inline int
+sb_if_entry_decode(const uint8_t *p, size_t n, sb_if_entry_t *s)
+{
+    return sb_codec_decode(&sb_if_entry_def, p, n, s, NULL);
+}
 
-/* sb_frame_decode parses one frame body.  SB_EBADMSG: not a map, a field of the wrong type
- * or over its cap, a string with a NUL byte where a path is expected. */
-int sb_frame_decode(const uint8_t *p, size_t n, sb_frame_t *f);
-
-/* sb_frame_decode_entry decodes one element of an "ents" array (a map without "t"). */
-int sb_frame_decode_entry(const uint8_t *p, size_t n, sb_frame_t *f);
-
-/* sb_frame_next looks at buffered input: 1 and (*body, *len) when a whole frame is there, 0
- * when more bytes are needed, SB_ETOOBIG when the announced length exceeds SB_FRAME_MAX. */
-int sb_frame_next(const sb_buf_t *in, const uint8_t **body, size_t *len);
-
-/* sb_frame_strv copies element i of a raw string array into a NUL-terminated malloc'd
- * string (NULL on a malformed array). */
-char *sb_frame_strv(sb_str_t raw, uint32_t i);
-
-/* Frame framing: sb_frame_begin reserves the length word and returns its offset;
- * sb_frame_end fills it in. */
-size_t sb_frame_begin(sb_buf_t *b);
-void sb_frame_end(sb_buf_t *b, size_t start);
+/* sb_frame_next looks at buffered input: 1 when a whole frame is there, with its type, its
+ * body and the bytes it takes in the buffer (*total: consume that much); 0 when more bytes
+ * are needed; SB_ETOOBIG when the announced length exceeds SB_FRAME_MAX; SB_EBADMSG (with *total set:
+ * skip it) for a frame too short to hold its type. */
+int sb_frame_next(const sb_buf_t *in, uint8_t *type, const uint8_t **body, size_t *len,
+                  size_t *total);
 
 #endif

@@ -6,8 +6,11 @@
  */
 #include "mp.h"
 
+#include "base/alloc.h"
+
 #include "base/err.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static uint64_t
@@ -353,5 +356,39 @@ sb_mp_read_raw(sb_mp_reader_t *r, sb_str_t *raw)
         return e;
     raw->ptr = (const char *)start;
     raw->len = (uint32_t)(r->p - start);
+    return 0;
+}
+
+int
+sb_mp_strv(sb_str_t raw, size_t max, char ***out, size_t *n)
+{
+    sb_mp_reader_t r;
+    uint32_t cnt = 0;
+    if (raw.len == 0) {
+        *out = NULL;
+        *n = 0;
+        return 0;
+    }
+    sb_mp_reader_init(&r, raw.ptr, raw.len);
+    if (sb_mp_peek(&r) == SB_MP_NIL) {
+        *out = NULL;
+        *n = 0;
+        return 0;
+    }
+    if (sb_mp_read_array(&r, &cnt) != 0 || cnt > max)
+        return SB_EBADMSG;
+    char **v = sb_xcalloc((size_t)cnt + 1, sizeof *v);
+    for (uint32_t i = 0; i < cnt; i++) {
+        sb_str_t s;
+        if (sb_mp_read_str(&r, &s) != 0 || (s.len && memchr(s.ptr, 0, s.len))) {
+            for (uint32_t k = 0; k < i; k++)
+                free(v[k]);
+            free(v);
+            return SB_EBADMSG;
+        }
+        v[i] = sb_str_dup(s);
+    }
+    *out = v;
+    *n = cnt;
     return 0;
 }

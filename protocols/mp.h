@@ -1,7 +1,8 @@
 /*
  * mp.h: a bounded, allocation-free msgpack reader.  Every call checks the remaining bytes
  * before it reads; nesting is capped at SB_MP_MAX_DEPTH; nothing is copied (strings and raw
- * objects are views into the input).  Writing uses msgpack-c's packer (see codec.c).
+ * objects are views into the input), but for sb_mp_strv, which makes C strings.  Writing is
+ * mpw.h's.
  */
 #ifndef SB_MP_H
 #define SB_MP_H
@@ -50,5 +51,11 @@ int sb_mp_read_map(sb_mp_reader_t *r, uint32_t *n);
 int sb_mp_skip(sb_mp_reader_t *r);
 /* sb_mp_read_raw skips one object and returns its encoded bytes. */
 int sb_mp_read_raw(sb_mp_reader_t *r, sb_str_t *raw);
+
+/* sb_mp_strv reads raw -- empty, nil, or an array of at most max strings without NUL bytes
+ * -- into a malloc'd NULL-terminated vector of *n strings (NULL when empty); SB_EBADMSG
+ * otherwise, *out untouched.  Allocation aborts on OOM (the sizes are capped by the caller's
+ * field caps).  Free each string and the vector (sb_strv_free in sandbox/env.h). */
+int sb_mp_strv(sb_str_t raw, size_t max, char ***out, size_t *n);
 
 #endif

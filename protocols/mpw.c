@@ -161,3 +161,15 @@ sb_mpw_f64(sb_buf_t *b, double v)
     memcpy(&u, &v, sizeof u);
     return mpw_be(b, 0xcb, u, 8);
 }
+
+int
+sb_mpw_strv(sb_buf_t *b, const char *const *v)
+{
+    uint32_t n = 0;
+    while (v && v[n])
+        n++;
+    int rc = sb_mpw_array(b, n);
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        rc = sb_mpw_cstr(b, v[i]);
+    return rc;
+}

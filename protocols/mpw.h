@@ -26,6 +26,8 @@ int sb_mpw_int(sb_buf_t *b, int64_t v);
 int sb_mpw_bool(sb_buf_t *b, bool v);
 int sb_mpw_nil(sb_buf_t *b);
 int sb_mpw_f64(sb_buf_t *b, double v);
+/* An array of C strings (NULL-terminated vector; NULL writes an empty array). */
+int sb_mpw_strv(sb_buf_t *b, const char *const *v);
 /* key + value shortcuts */
 int sb_mpw_kuint(sb_buf_t *b, const char *k, uint64_t v);
 int sb_mpw_kint(sb_buf_t *b, const char *k, int64_t v);

@@ -15,21 +15,12 @@
 #include "codec.h"
 #include "messages.def"
 
-#define SB__CTYPE_U64 uint64_t
-#define SB__CTYPE_I64 int64_t
-#define SB__CTYPE_BOOL bool
-#define SB__CTYPE_F64 double
-#define SB__CTYPE_STR sb_str_t
-#define SB__CTYPE_BIN sb_str_t
-#define SB__CTYPE_RAW sb_str_t
-
 enum {
 #define SB__MSG_ENUM(no, UP, low) SB_MSG_##UP = (no),
     SB_MESSAGES(SB__MSG_ENUM)
 #undef SB__MSG_ENUM
 };
 
-#define SB__STRUCT_FIELD(T, no, kind, fname, max) SB__CTYPE_##kind fname;
 #define SB__MSG_DECL(no, UP, low)                                                                  \
     typedef struct {                                                                               \
         SB_FIELDS_##low(SB__STRUCT_FIELD, _)                                                          \

@@ -1,7 +1,7 @@
 /*
  * ctl.c: the control socket to soulbox-init -- frames out (one uv_write per frame, in order)
- * and frames in (buffered, split by sb_frame_next, decoded by protocols/frame.h and handed to
- * the run or file operation they answer).  A frame that does not decode, or a socket that
+ * and frames in (buffered, split by sb_frame_next, decoded by the protocols/frame.h decoder
+ * of their type and handed to the run or file operation they answer).  A frame that does not decode, or a socket that
  * reaches EOF, means the sandbox is lost: init never sends garbage on its own.
  */
 #include "internal.h"
@@ -91,46 +91,85 @@ sb__sbx_on_eof(sb_sandbox_t *sb)
 }
 
 static void
-sbx_frame(sb_sandbox_t *sb, const uint8_t *body, size_t len)
+sbx_bad_frame(sb_sandbox_t *sb, uint8_t type)
 {
-    sb_frame_t f;
+    sb_log_error("SB-SBX-BAD-FRAME", "sandbox %s sent a malformed frame (type %u)", sb->cg_name,
+                 (unsigned)type);
+    sb_sandbox_kill(sb);
+}
+
+/* sbx_frame hands one frame from init to what it answers.  Init never sends garbage on its
+ * own: a frame that does not decode means the sandbox is lost. */
+static void
+sbx_frame(sb_sandbox_t *sb, uint8_t type, const uint8_t *body, size_t len)
+{
     sb_sandbox_run_t *r;
-    if (sb_frame_decode(body, len, &f) != 0) {
-        sb_log_error("SB-SBX-BAD-FRAME", "sandbox %s sent a malformed frame", sb->cg_name);
-        sb_sandbox_kill(sb);
-        return;
-    }
-    switch (f.t) {
-    case SB_IF_HELLO:
+    switch (type) {
+    case SB_IF_HELLO: {
+        sb_if_hello_t f;
+        if (sb_if_hello_decode(body, len, &f) != 0) {
+            sbx_bad_frame(sb, type);
+            return;
+        }
         if (sb->state == SBX_CREATING) {
             sb->state = SBX_READY;
             sb_sandbox_create_cb cb = sb->create_cb;
             sb->create_cb = NULL;
             cb(sb, 0, sb->create_ud);
         }
-        break;
-    case SB_IF_STARTED:
+        return;
+    }
+    case SB_IF_STARTED: {
+        sb_if_started_t f;
+        if (sb_if_started_decode(body, len, &f) != 0 || f.pid > INT32_MAX) {
+            sbx_bad_frame(sb, type);
+            return;
+        }
         if ((r = sb__sbx_run_find(sb, f.id)) && !r->pid && f.pid > 0) {
             r->pid = (int)f.pid;
             if (r->on_started)
                 r->on_started(r, r->pid, r->ud);
         }
-        break;
-    case SB_IF_OUTPUT:
+        return;
+    }
+    case SB_IF_OUTPUT: {
+        sb_if_output_t f;
+        if (sb_if_output_decode(body, len, &f) != 0) {
+            sbx_bad_frame(sb, type);
+            return;
+        }
         if ((r = sb__sbx_run_find(sb, f.id)))
-            sb__sbx_run_output(r, (int)f.fd, f.data);
-        break;
-    case SB_IF_EXIT:
+            sb__sbx_run_output(r, f.fd == 2 ? 2 : 1, f.data);
+        return;
+    }
+    case SB_IF_EXIT: {
+        sb_if_exit_t f;
+        if (sb_if_exit_decode(body, len, &f) != 0) {
+            sbx_bad_frame(sb, type);
+            return;
+        }
         if ((r = sb__sbx_run_find(sb, f.id)))
             sb__sbx_run_finish(r, (int)f.code, (int)f.sig, f.cpu_us);
-        break;
-    case SB_IF_REPLY:
+        return;
+    }
+    case SB_IF_REPLY: {
+        sb_if_reply_t f;
+        if (sb_if_reply_decode(body, len, &f) != 0) {
+            sbx_bad_frame(sb, type);
+            return;
+        }
         if ((r = sb__sbx_run_find(sb, f.id)))
-            r->error = (int)f.err;
+            r->error = (int)f.err; /* an EXEC that failed before its process existed */
         else
             sb__sbx_fop_done(sb, &f);
-        break;
-    case SB_IF_ERROR:
+        return;
+    }
+    case SB_IF_ERROR: {
+        sb_if_error_t f;
+        if (sb_if_error_decode(body, len, &f) != 0) {
+            sbx_bad_frame(sb, type);
+            return;
+        }
         if (sb->state == SBX_CREATING) {
             sb->create_err = f.err ? (int)f.err : SB_EIO;
             sb_log_error("SB-SBX-INIT-FAIL", "sandbox %s setup failed: %.*s", sb->cg_name,
@@ -140,8 +179,11 @@ sbx_frame(sb_sandbox_t *sb, const uint8_t *body, size_t len)
             sb_log_warn("SB-SBX-INIT-REFUSED", "sandbox %s refused a frame: %.*s", sb->cg_name,
                         (int)f.msg.len, f.msg.ptr);
         }
-        break;
-    default: break;
+        return;
+    }
+    default:
+        sbx_bad_frame(sb, type);
+        return;
     }
 }
 
@@ -169,19 +211,21 @@ sb__sbx_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     sb->in.len += (size_t)n;
     for (;;) {
         const uint8_t *body;
-        size_t len;
-        int rc = sb_frame_next(&sb->in, &body, &len);
+        size_t len, total;
+        uint8_t type;
+        int rc = sb_frame_next(&sb->in, &type, &body, &len, &total);
         if (rc < 0) {
-            sb_log_error("SB-SBX-BAD-FRAME", "sandbox %s sent an oversized frame", sb->cg_name);
+            sb_log_error("SB-SBX-BAD-FRAME", "sandbox %s sent an %s frame", sb->cg_name,
+                         rc == SB_ETOOBIG ? "oversized" : "empty");
             sb_buf_reset(&sb->in);
             sb_sandbox_kill(sb);
             return;
         }
         if (rc == 0)
             break;
-        sbx_frame(sb, body, len);
+        sbx_frame(sb, type, body, len);
         if (sb->ctl_eof)
             return;
-        sb_buf_consume(&sb->in, len + 4);
+        sb_buf_consume(&sb->in, total);
     }
 }

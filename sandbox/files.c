@@ -48,21 +48,36 @@ sbx_fop(sb_sandbox_t *sb, uint32_t t, const char *path, const char *path2, const
     sb_buf_t b;
     sb_buf_init(&b, SB_FRAME_MAX + 4);
     uint64_t id = ++sb->next_id;
-    size_t at = sb_frame_begin(&b);
-    uint32_t n = 2 + (path ? 1 : 0) + (path2 ? 1 : 0) + (data ? 1 : 0) + 2;
-    sb_mpw_map(&b, n);
-    sb_mpw_kuint(&b, "t", t);
-    sb_mpw_kuint(&b, "id", id);
-    if (path)
-        sb_mpw_kstr(&b, "path", path, strlen(path));
-    if (path2)
-        sb_mpw_kstr(&b, "path2", path2, strlen(path2));
-    if (data)
-        sb_mpw_kbin(&b, "data", data, len);
-    sb_mpw_kint(&b, t == SB_IF_FLIST ? "depth" : t == SB_IF_FREAD ? "max" : "mode", num);
-    sb_mpw_kbool(&b, "append", flag);
-    sb_frame_end(&b, at);
-    int rc = sb__sbx_send(sb, &b);
+    sb_str_t ps = sb_str(path), ps2 = sb_str(path2), dv = {data ? data : "", (uint32_t)len};
+    uint64_t un = num < 0 ? 0 : (uint64_t)num;
+    int rc;
+    switch (t) {
+    case SB_IF_PS: rc = sb_if_ps_write(&b, &(sb_if_ps_t){.id = id}); break;
+    case SB_IF_FREAD:
+        rc = sb_if_fread_write(&b, &(sb_if_fread_t){.id = id, .path = ps, .max = un});
+        break;
+    case SB_IF_FWRITE:
+        rc = sb_if_fwrite_write(&b, &(sb_if_fwrite_t){.id = id, .path = ps, .data = dv,
+                                                      .mode = un, .append = flag});
+        break;
+    case SB_IF_FLIST:
+        rc = sb_if_flist_write(&b, &(sb_if_flist_t){.id = id, .path = ps, .depth = un});
+        break;
+    case SB_IF_FSTAT: rc = sb_if_fstat_write(&b, &(sb_if_fstat_t){.id = id, .path = ps}); break;
+    case SB_IF_MKDIR:
+        rc = sb_if_mkdir_write(&b, &(sb_if_mkdir_t){.id = id, .path = ps, .mode = un});
+        break;
+    case SB_IF_REMOVE: rc = sb_if_remove_write(&b, &(sb_if_remove_t){.id = id, .path = ps}); break;
+    case SB_IF_RENAME:
+        rc = sb_if_rename_write(&b, &(sb_if_rename_t){.id = id, .path = ps, .path2 = ps2});
+        break;
+    default: rc = SB_EINVAL; break;
+    }
+    if (rc < 0) {
+        sb_buf_fini(&b);
+        return rc;
+    }
+    rc = sb__sbx_send(sb, &b);
     sb_buf_fini(&b);
     if (rc < 0)
         return rc;
@@ -121,24 +136,24 @@ sb_sandbox_ps(sb_sandbox_t *sb, sb_file_cb cb, void *ud)
 }
 
 /* Decode the "ents" array of a list or ps reply. */
+/* sbx_entries decodes a REPLY's ents: an array of entry maps (init.def). */
 static sb_file_entry_t *
-sbx_entries(const sb_frame_t *f, size_t *n)
+sbx_entries(const sb_if_reply_t *f, size_t *n)
 {
     sb_mp_reader_t r;
     uint32_t cnt;
     *n = 0;
-    if (!f->entc)
+    if (!f->ents.len)
         return NULL;
     sb_mp_reader_init(&r, f->ents.ptr, f->ents.len);
-    if (sb_mp_read_array(&r, &cnt) != 0)
+    if (sb_mp_read_array(&r, &cnt) != 0 || cnt > sb_mp_left(&r))
         return NULL;
-    sb_file_entry_t *v = calloc(cnt, sizeof *v);
-    if (!v)
-        return NULL;
+    sb_file_entry_t *v = sb_xcalloc(cnt ? cnt : 1, sizeof *v);
     for (uint32_t i = 0; i < cnt; i++) {
         sb_str_t raw;
-        sb_frame_t e;
-        if (sb_mp_read_raw(&r, &raw) != 0 || sb_frame_decode_entry((const uint8_t *)raw.ptr, raw.len, &e) != 0)
+        sb_if_entry_t e;
+        if (sb_mp_read_raw(&r, &raw) != 0 ||
+            sb_if_entry_decode((const uint8_t *)raw.ptr, raw.len, &e) != 0)
             break;
         v[i].path = sb_str_dup(e.path.len ? e.path : e.cmd);
         v[i].type = (int)e.type;
@@ -154,7 +169,7 @@ sbx_entries(const sb_frame_t *f, size_t *n)
 }
 
 void
-sb__sbx_fop_done(sb_sandbox_t *sb, const sb_frame_t *f)
+sb__sbx_fop_done(sb_sandbox_t *sb, const sb_if_reply_t *f)
 {
     sbx_fop_t *op = NULL;
     for (sbx_fop_t **pp = &sb->fops; *pp; pp = &(*pp)->next)

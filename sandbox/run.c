@@ -121,13 +121,8 @@ sbx_run_end(sb_sandbox_run_t *r, sb_run_status_t why)
     r->reason = (int)why;
     sb_buf_t b;
     sb_buf_init(&b, 256);
-    size_t at = sb_frame_begin(&b);
-    sb_mpw_map(&b, 3);
-    sb_mpw_kuint(&b, "t", SB_IF_SIGNAL);
-    sb_mpw_kuint(&b, "id", r->id);
-    sb_mpw_kint(&b, "sig", SIGKILL);
-    sb_frame_end(&b, at);
-    if (sb__sbx_send(r->sb, &b) < 0)
+    sb_if_signal_t f = {.id = r->id, .sig = SIGKILL};
+    if (sb_if_signal_write(&b, &f) < 0 || sb__sbx_send(r->sb, &b) < 0)
         sb_sandbox_kill(r->sb);
     sb_buf_fini(&b);
 }
@@ -221,52 +216,38 @@ sb_sandbox_exec(sb_sandbox_t *sb, const sb_exec_opts_t *o, sb_output_cb on_outpu
         if (rc < 0)
             return rc;
     }
-    sb_buf_t b;
+    sb_buf_t b, argvb, envb;
     sb_buf_init(&b, SB_FRAME_MAX + 4);
-    uint64_t cpu_s = o->cpu_ms ? (o->cpu_ms + 999) / 1000 + 1 : 0;
-    size_t at = sb_frame_begin(&b);
-    sb_mpw_map(&b, 11 + (o->cwd ? 1 : 0));
-    sb_mpw_kuint(&b, "t", SB_IF_EXEC);
-    sb_mpw_kuint(&b, "id", ++sb->next_id);
-    sb_mpw_cstr(&b, "argv");
-    sb_mpw_array(&b, argc);
-    for (uint32_t i = 0; i < argc; i++)
-        sb_mpw_cstr(&b, o->argv[i]);
-    sb_mpw_cstr(&b, "env");
-    sb_mpw_array(&b, envc);
-    for (uint32_t i = 0; i < envc; i++)
-        sb_mpw_cstr(&b, env[i]);
-    if (o->cwd)
-        sb_mpw_kstr(&b, "cwd", o->cwd, strlen(o->cwd));
-    sb_mpw_kbool(&b, "pty", o->pty);
-    sb_mpw_kint(&b, "rows", o->rows ? o->rows : 24);
-    sb_mpw_kint(&b, "cols", o->cols ? o->cols : 80);
-    sb_mpw_kuint(&b, "nofile", o->nofile ? o->nofile : 1024);
-    sb_mpw_kuint(&b, "nproc", o->nproc ? o->nproc : sb->lim.pids);
-    sb_mpw_kuint(&b, "fsize", o->fsize ? o->fsize : (uint64_t)sb->lim.disk_mb << 20);
-    sb_mpw_kuint(&b, "cpu", cpu_s);
-    sb_frame_end(&b, at);
-    int rc2 = b.len > SB_FRAME_MAX ? SB_ETOOBIG : 0;
-    if (rc2 == 0 && o->stdin_len) {
-        /* stdin rides behind EXEC in the same write, in frames of at most 1 MiB */
-        for (size_t off = 0; off < o->stdin_len && rc2 == 0;) {
-            size_t n = o->stdin_len - off < (1u << 20) ? o->stdin_len - off : (1u << 20);
-            at = sb_frame_begin(&b);
-            sb_mpw_map(&b, 3);
-            sb_mpw_kuint(&b, "t", SB_IF_STDIN);
-            sb_mpw_kuint(&b, "id", sb->next_id);
-            rc2 = sb_mpw_kbin(&b, "data", (const uint8_t *)o->stdin_data + off, n);
-            sb_frame_end(&b, at);
-            off += n;
-        }
+    sb_buf_init(&argvb, 0);
+    sb_buf_init(&envb, 0);
+    sb_mpw_strv(&argvb, o->argv);
+    sb_mpw_strv(&envb, env);
+    uint64_t id = ++sb->next_id;
+    sb_if_exec_t ex = {
+        .id = id,
+        .argv = {(const char *)argvb.data, (uint32_t)argvb.len},
+        .env = {(const char *)envb.data, (uint32_t)envb.len},
+        .cwd = sb_str(o->cwd),
+        .pty = o->pty,
+        .rows = o->rows ? o->rows : 24,
+        .cols = o->cols ? o->cols : 80,
+        .nofile = o->nofile ? o->nofile : 1024,
+        .nproc = o->nproc ? o->nproc : sb->lim.pids,
+        .fsize = o->fsize ? o->fsize : (uint64_t)sb->lim.disk_mb << 20,
+        .cpu = o->cpu_ms ? (o->cpu_ms + 999) / 1000 + 1 : 0,
+    };
+    int rc2 = sb_if_exec_write(&b, &ex);
+    sb_buf_fini(&argvb);
+    sb_buf_fini(&envb);
+    /* stdin rides behind EXEC in the same write, in frames of at most 1 MiB */
+    for (size_t off = 0; rc2 == 0 && off < o->stdin_len;) {
+        size_t n = o->stdin_len - off < (1u << 20) ? o->stdin_len - off : (1u << 20);
+        sb_if_stdin_t in = {.id = id, .data = {(const char *)o->stdin_data + off, (uint32_t)n}};
+        rc2 = sb_if_stdin_write(&b, &in);
+        off += n;
     }
-    if (rc2 == 0 && !o->keep_stdin) {
-        at = sb_frame_begin(&b);
-        sb_mpw_map(&b, 2);
-        sb_mpw_kuint(&b, "t", SB_IF_STDIN_CLOSE);
-        sb_mpw_kuint(&b, "id", sb->next_id);
-        sb_frame_end(&b, at);
-    }
+    if (rc2 == 0 && !o->keep_stdin)
+        rc2 = sb_if_stdin_close_write(&b, &(sb_if_stdin_close_t){.id = id});
     if (rc2 == 0) {
         sb_cgroup_reset_peak(&sb->e->cg, sb->cg_name);
         rc2 = sb__sbx_send(sb, &b);
@@ -307,27 +288,13 @@ sb_sandbox_exec(sb_sandbox_t *sb, const sb_exec_opts_t *o, sb_output_cb on_outpu
     return 0;
 }
 
+/* sbx_run_send sends one frame about run r (built by the caller into b). */
 static int
-sbx_run_simple(sb_sandbox_run_t *r, uint32_t t, const char *k1, int64_t v1, const char *k2, int64_t v2,
-               const void *data, size_t len)
+sbx_run_send(sb_sandbox_run_t *r, sb_buf_t *b, int rc)
 {
-    if (r->ended)
-        return SB_ECLOSED;
-    sb_buf_t b;
-    sb_buf_init(&b, SB_FRAME_MAX + 4);
-    size_t at = sb_frame_begin(&b);
-    sb_mpw_map(&b, 2 + (k1 ? 1 : 0) + (k2 ? 1 : 0) + (data ? 1 : 0));
-    sb_mpw_kuint(&b, "t", t);
-    sb_mpw_kuint(&b, "id", r->id);
-    if (k1)
-        sb_mpw_kint(&b, k1, v1);
-    if (k2)
-        sb_mpw_kint(&b, k2, v2);
-    int rc = data ? sb_mpw_kbin(&b, "data", data, len) : 0;
-    sb_frame_end(&b, at);
     if (rc == 0)
-        rc = sb__sbx_send(r->sb, &b);
-    sb_buf_fini(&b);
+        rc = sb__sbx_send(r->sb, b);
+    sb_buf_fini(b);
     return rc;
 }
 
@@ -351,24 +318,42 @@ sb_run_write_stdin(sb_sandbox_run_t *r, const void *p, size_t n)
 {
     if (n > (1u << 20))
         return SB_ETOOBIG;
-    return sbx_run_simple(r, SB_IF_STDIN, NULL, 0, NULL, 0, p ? p : "", n);
+    if (r->ended)
+        return SB_ECLOSED;
+    sb_buf_t b;
+    sb_buf_init(&b, SB_FRAME_MAX + 4);
+    sb_if_stdin_t f = {.id = r->id, .data = {p ? p : "", (uint32_t)n}};
+    return sbx_run_send(r, &b, sb_if_stdin_write(&b, &f));
 }
 int
 sb_run_close_stdin(sb_sandbox_run_t *r)
 {
-    return sbx_run_simple(r, SB_IF_STDIN_CLOSE, NULL, 0, NULL, 0, NULL, 0);
+    if (r->ended)
+        return SB_ECLOSED;
+    sb_buf_t b;
+    sb_buf_init(&b, 64);
+    return sbx_run_send(r, &b, sb_if_stdin_close_write(&b, &(sb_if_stdin_close_t){.id = r->id}));
 }
 int
 sb_run_signal(sb_sandbox_run_t *r, int sig)
 {
     if (sig <= 0 || sig > 64)
         return SB_EINVAL;
-    return sbx_run_simple(r, SB_IF_SIGNAL, "sig", sig, NULL, 0, NULL, 0);
+    if (r->ended)
+        return SB_ECLOSED;
+    sb_buf_t b;
+    sb_buf_init(&b, 64);
+    return sbx_run_send(r, &b, sb_if_signal_write(&b, &(sb_if_signal_t){.id = r->id, .sig = sig}));
 }
 int
 sb_run_resize(sb_sandbox_run_t *r, uint16_t rows, uint16_t cols)
 {
-    return sbx_run_simple(r, SB_IF_RESIZE, "rows", rows, "cols", cols, NULL, 0);
+    if (r->ended)
+        return SB_ECLOSED;
+    sb_buf_t b;
+    sb_buf_init(&b, 64);
+    sb_if_resize_t f = {.id = r->id, .rows = rows, .cols = cols};
+    return sbx_run_send(r, &b, sb_if_resize_write(&b, &f));
 }
 int
 sb_run_kill(sb_sandbox_run_t *r)

@@ -20,6 +20,7 @@
 #define SB_SANDBOX_H
 
 #include "cgroup.h"
+#include "protocols/frame.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -168,10 +169,10 @@ void sb_sandbox_destroy(sb_sandbox_t *sb, void (*cb)(void *ud), void *ud);
  * are relative to /home/user.  Results are valid during the callback. */
 typedef enum {
     SB_FILE_NONE = 0, /* ps entries */
-    SB_FILE_REGULAR = 1,
-    SB_FILE_DIR = 2,
-    SB_FILE_SYMLINK = 3,
-    SB_FILE_OTHER = 4,
+    SB_FILE_REGULAR = SB_IF_FILE_REGULAR,
+    SB_FILE_DIR = SB_IF_FILE_DIR,
+    SB_FILE_SYMLINK = SB_IF_FILE_SYMLINK,
+    SB_FILE_OTHER = SB_IF_FILE_OTHER,
 } sb_file_type_t;
 
 typedef struct {

@@ -3,7 +3,7 @@
  * sandbox as uid 1000 with no capabilities.  Confinement is the kernel's: after pivot_root
  * there is nothing of the host to reach except read-only binds, so "..", absolute paths and
  * planted symlinks resolve inside the sandbox like they would for the user's own code; we do
- * no string checks on paths beyond refusing NUL bytes (frame.c) and empty paths.
+ * no string checks on paths beyond refusing NUL bytes (the codec's PATH kind) and empty paths.
  *
  * Invariants: init never blocks on a file: opens use O_NONBLOCK and anything that is not a
  * regular file is refused for read/write (a FIFO or a device would stall the whole sandbox);
@@ -37,28 +37,30 @@ files_path(sb_str_t s)
 static int
 files_type(mode_t m)
 {
-    return S_ISREG(m) ? 1 : S_ISDIR(m) ? 2 : S_ISLNK(m) ? 3 : 4;
-}
-
-static void
-files_begin(sb_buf_t *out, size_t *at, uint64_t id, uint32_t extra)
-{
-    *at = sb_frame_begin(out);
-    sb_mpw_map(out, 3 + extra);
-    sb_mpw_kuint(out, "t", SB_IF_REPLY);
-    sb_mpw_kuint(out, "id", id);
-    sb_mpw_kint(out, "err", 0);
+    return S_ISREG(m)   ? SB_IF_FILE_REGULAR
+           : S_ISDIR(m) ? SB_IF_FILE_DIR
+           : S_ISLNK(m) ? SB_IF_FILE_SYMLINK
+                        : SB_IF_FILE_OTHER;
 }
 
 static void
 files_err(sb_buf_t *out, uint64_t id, int err)
 {
-    size_t at = sb_frame_begin(out);
-    sb_mpw_map(out, 3);
-    sb_mpw_kuint(out, "t", SB_IF_REPLY);
-    sb_mpw_kuint(out, "id", id);
-    sb_mpw_kint(out, "err", err);
-    sb_frame_end(out, at);
+    sb_if_reply_write(out, &(sb_if_reply_t){.id = id, .err = err});
+}
+
+/* files_reply_ents answers with the count entries encoded in ents (a msgpack array). */
+static void
+files_reply_ents(sb_buf_t *out, uint64_t id, uint32_t count, const sb_buf_t *ents)
+{
+    sb_buf_t arr;
+    sb_buf_init(&arr, 0);
+    sb_mpw_array(&arr, count);
+    sb_buf_append(&arr, ents->data, ents->len);
+    sb_if_reply_t r = {.id = id, .ents = {(const char *)arr.data, (uint32_t)arr.len}};
+    if (sb_if_reply_write(out, &r) != 0)
+        files_err(out, id, SB_ETOOBIG);
+    sb_buf_fini(&arr);
 }
 
 static int
@@ -118,15 +120,15 @@ typedef struct {
     uint32_t count;
 } files_list_t;
 
-static void
+static int
 files_entry(sb_buf_t *b, const char *path, const struct stat *st)
 {
-    sb_mpw_map(b, 5);
-    sb_mpw_kstr(b, "path", path, strlen(path));
-    sb_mpw_kuint(b, "type", (uint64_t)files_type(st->st_mode));
-    sb_mpw_kuint(b, "size", (uint64_t)st->st_size);
-    sb_mpw_kint(b, "mode", st->st_mode & 07777);
-    sb_mpw_kuint(b, "mtime", (uint64_t)st->st_mtime);
+    sb_if_entry_t e = {.path = sb_str(path),
+                       .type = (uint64_t)files_type(st->st_mode),
+                       .size = (uint64_t)st->st_size,
+                       .mode = st->st_mode & 07777,
+                       .mtime = (uint64_t)st->st_mtime};
+    return sb_if_entry_encode(b, &e);
 }
 
 static int
@@ -147,7 +149,8 @@ files_walk(sb_buf_t *ents, uint32_t *count, const char *dir, int depth, int maxd
         struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
-        files_entry(ents, path, &st);
+        if (files_entry(ents, path, &st) != 0)
+            break; /* the listing is as big as one frame can carry */
         (*count)++;
         if (S_ISDIR(st.st_mode) && depth + 1 < maxdepth)
             files_walk(ents, count, path, depth + 1, maxdepth);
@@ -156,11 +159,77 @@ files_walk(sb_buf_t *ents, uint32_t *count, const char *dir, int depth, int maxd
     return rc;
 }
 
-void
-sbi_file_op(const sb_frame_t *f, sb_buf_t *out)
+/* The fields of whichever file operation arrived. */
+typedef struct {
+    uint8_t t;
+    uint64_t id, max, mode, depth;
+    bool append;
+    sb_str_t path, path2, data;
+} files_op_t;
+
+static int
+files_decode(uint8_t t, const uint8_t *p, size_t n, files_op_t *o)
 {
+    memset(o, 0, sizeof *o);
+    o->t = t;
+    int rc = SB_EUNKNOWN_TYPE;
+    switch (t) {
+    case SB_IF_FREAD: {
+        sb_if_fread_t f;
+        if ((rc = sb_if_fread_decode(p, n, &f)) == 0)
+            *o = (files_op_t){.t = t, .id = f.id, .path = f.path, .max = f.max};
+        break;
+    }
+    case SB_IF_FWRITE: {
+        sb_if_fwrite_t f;
+        if ((rc = sb_if_fwrite_decode(p, n, &f)) == 0)
+            *o = (files_op_t){.t = t, .id = f.id, .path = f.path, .data = f.data,
+                              .mode = f.mode, .append = f.append};
+        break;
+    }
+    case SB_IF_FLIST: {
+        sb_if_flist_t f;
+        if ((rc = sb_if_flist_decode(p, n, &f)) == 0)
+            *o = (files_op_t){.t = t, .id = f.id, .path = f.path, .depth = f.depth};
+        break;
+    }
+    case SB_IF_FSTAT: {
+        sb_if_fstat_t f;
+        if ((rc = sb_if_fstat_decode(p, n, &f)) == 0)
+            *o = (files_op_t){.t = t, .id = f.id, .path = f.path};
+        break;
+    }
+    case SB_IF_MKDIR: {
+        sb_if_mkdir_t f;
+        if ((rc = sb_if_mkdir_decode(p, n, &f)) == 0)
+            *o = (files_op_t){.t = t, .id = f.id, .path = f.path, .mode = f.mode};
+        break;
+    }
+    case SB_IF_REMOVE: {
+        sb_if_remove_t f;
+        if ((rc = sb_if_remove_decode(p, n, &f)) == 0)
+            *o = (files_op_t){.t = t, .id = f.id, .path = f.path};
+        break;
+    }
+    case SB_IF_RENAME: {
+        sb_if_rename_t f;
+        if ((rc = sb_if_rename_decode(p, n, &f)) == 0)
+            *o = (files_op_t){.t = t, .id = f.id, .path = f.path, .path2 = f.path2};
+        break;
+    }
+    }
+    return rc;
+}
+
+void
+sbi_file_op(uint8_t type, const uint8_t *body, size_t len, sb_buf_t *out)
+{
+    files_op_t op, *f = &op;
+    if (files_decode(type, body, len, &op) != 0) {
+        sb_if_error_write(out, &(sb_if_error_t){.err = SB_EBADMSG, .msg = SB_STR("malformed frame")});
+        return;
+    }
     char *path = files_path(f->path);
-    size_t at;
     int rc = 0;
     struct stat st;
     if (!path) {
@@ -194,10 +263,10 @@ sbi_file_op(const sb_frame_t *f, sb_buf_t *out)
             rc = SB_ENOMEM;
             break;
         }
-        files_begin(out, &at, f->id, 2);
-        sb_mpw_kbin(out, "data", buf, got);
-        sb_mpw_kuint(out, "size", (uint64_t)st.st_size);
-        sb_frame_end(out, at);
+        sb_if_reply_t r = {.id = f->id, .data = {(const char *)buf, (uint32_t)got},
+                           .size = (uint64_t)st.st_size};
+        if (sb_if_reply_write(out, &r) != 0)
+            files_err(out, f->id, SB_ETOOBIG);
         free(buf);
         free(path);
         return;
@@ -239,9 +308,7 @@ sbi_file_op(const sb_frame_t *f, sb_buf_t *out)
         close(fd);
         if (rc < 0)
             break;
-        files_begin(out, &at, f->id, 1);
-        sb_mpw_kuint(out, "size", off);
-        sb_frame_end(out, at);
+        sb_if_reply_write(out, &(sb_if_reply_t){.id = f->id, .size = off});
         free(path);
         return;
     }
@@ -250,12 +317,11 @@ sbi_file_op(const sb_frame_t *f, sb_buf_t *out)
             rc = -errno;
             break;
         }
-        files_begin(out, &at, f->id, 4);
-        sb_mpw_kuint(out, "type", (uint64_t)files_type(st.st_mode));
-        sb_mpw_kuint(out, "size", (uint64_t)st.st_size);
-        sb_mpw_kint(out, "mode", st.st_mode & 07777);
-        sb_mpw_kuint(out, "mtime", (uint64_t)st.st_mtime);
-        sb_frame_end(out, at);
+        sb_if_reply_write(out, &(sb_if_reply_t){.id = f->id,
+                                                .type = (uint64_t)files_type(st.st_mode),
+                                                .size = (uint64_t)st.st_size,
+                                                .mode = st.st_mode & 07777,
+                                                .mtime = (uint64_t)st.st_mtime});
         free(path);
         return;
     case SB_IF_FLIST: {
@@ -272,11 +338,7 @@ sbi_file_op(const sb_frame_t *f, sb_buf_t *out)
         uint32_t count = 0;
         sb_buf_init(&ents, SB_FRAME_DATA_MAX);
         files_walk(&ents, &count, path, 0, depth);
-        files_begin(out, &at, f->id, 1);
-        sb_mpw_cstr(out, "ents");
-        sb_mpw_array(out, count);
-        sb_buf_append(out, ents.data, ents.len);
-        sb_frame_end(out, at);
+        files_reply_ents(out, f->id, count, &ents);
         sb_buf_fini(&ents);
         free(path);
         return;
@@ -304,11 +366,10 @@ sbi_file_op(const sb_frame_t *f, sb_buf_t *out)
 }
 
 void
-sbi_ps(const sb_frame_t *f, sb_buf_t *out)
+sbi_ps(uint64_t id, sb_buf_t *out)
 {
     sb_buf_t ents;
     uint32_t count = 0;
-    size_t at;
     sb_buf_init(&ents, 1u << 20);
     DIR *d = opendir("/proc");
     struct dirent *e;
@@ -343,19 +404,14 @@ sbi_ps(const sb_frame_t *f, sb_buf_t *out)
                 buf[i] = ' ';
         if (n && !buf[n - 1])
             n--;
-        sb_mpw_map(&ents, 4);
-        sb_mpw_kint(&ents, "pid", pid);
-        sb_mpw_kint(&ents, "ppid", ppid);
-        sb_mpw_kstr(&ents, "state", state, 1);
-        sb_mpw_kstr(&ents, "cmd", buf, n);
+        sb_if_entry_t en = {.pid = (uint64_t)pid, .ppid = (uint64_t)(ppid > 0 ? ppid : 0),
+                            .state = {state, 1}, .cmd = {buf, (uint32_t)n}};
+        if (sb_if_entry_encode(&ents, &en) != 0)
+            break;
         count++;
     }
     if (d)
         closedir(d);
-    files_begin(out, &at, f->id, 1);
-    sb_mpw_cstr(out, "ents");
-    sb_mpw_array(out, count);
-    sb_buf_append(out, ents.data, ents.len);
-    sb_frame_end(out, at);
+    files_reply_ents(out, id, count, &ents);
     sb_buf_fini(&ents);
 }

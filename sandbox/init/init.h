@@ -3,7 +3,7 @@
  * single-threaded executable: the multi-threaded server only clone()s and execve()s it, and
  * it does all setup that needs malloc, libseccomp or many syscalls (setup.c), then serves
  * frames from the executor (serve.c, files.c).  Nothing here is shared with other modules
- * except frame.h and seccomp_policy.h.
+ * but protocols/frame.h (the frames, from init.def) and seccomp_policy.h.
  */
 #ifndef SB_INIT_H
 #define SB_INIT_H
@@ -32,9 +32,9 @@ int sbi_setup(const sbi_config_t *c, const char **what);
 
 /* serve.c helpers used by files.c */
 int sbi_send(sb_buf_t *frame_body_with_header);
-/* files.c: one file operation; appends the REPLY frame (with header) to out. */
-void sbi_file_op(const sb_frame_t *f, sb_buf_t *out);
+/* files.c: one file operation (a frame of that type); appends its REPLY frame to out. */
+void sbi_file_op(uint8_t type, const uint8_t *body, size_t len, sb_buf_t *out);
 /* ps: appends the REPLY frame listing processes. */
-void sbi_ps(const sb_frame_t *f, sb_buf_t *out);
+void sbi_ps(uint64_t id, sb_buf_t *out);
 
 #endif

@@ -17,6 +17,7 @@
 #include "init.h"
 
 #include "base/err.h"
+#include "protocols/mp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -80,16 +81,21 @@ sbi_send(sb_buf_t *b)
 }
 
 static void
+serve_strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* A REPLY with an error (or, for a refused frame, an ERROR). */
+static void
 serve_reply_err(sb_buf_t *out, uint32_t t, uint64_t id, int err, const char *msg)
 {
-    size_t at = sb_frame_begin(out);
-    sb_mpw_map(out, msg ? 4 : 3);
-    sb_mpw_kuint(out, "t", t);
-    sb_mpw_kuint(out, "id", id);
-    sb_mpw_kint(out, "err", err);
-    if (msg)
-        sb_mpw_kstr(out, "msg", msg, strlen(msg));
-    sb_frame_end(out, at);
+    if (t == SB_IF_ERROR)
+        sb_if_error_write(out, &(sb_if_error_t){.id = id, .err = err, .msg = sb_str(msg)});
+    else
+        sb_if_reply_write(out, &(sb_if_reply_t){.id = id, .err = err, .msg = sb_str(msg)});
 }
 
 /* An EXEC that fails before a process exists: the reply says why, and an EXIT (code 127, as a
@@ -99,25 +105,15 @@ static void
 serve_exec_fail(sb_buf_t *out, uint64_t id, int err, const char *msg)
 {
     serve_reply_err(out, SB_IF_REPLY, id, err, msg);
-    size_t at = sb_frame_begin(out);
-    sb_mpw_map(out, 4);
-    sb_mpw_kuint(out, "t", SB_IF_EXIT);
-    sb_mpw_kuint(out, "id", id);
-    sb_mpw_kint(out, "code", 127);
-    sb_mpw_kint(out, "sig", 0);
-    sb_frame_end(out, at);
+    sb_if_exit_write(out, &(sb_if_exit_t){.id = id, .code = 127});
 }
 
 static void
 serve_output(sb_buf_t *out, serve_proc_t *p, int which, const void *data, size_t n)
 {
-    size_t at = sb_frame_begin(out);
-    sb_mpw_map(out, 4);
-    sb_mpw_kuint(out, "t", SB_IF_OUTPUT);
-    sb_mpw_kuint(out, "id", p->id);
-    sb_mpw_kint(out, "fd", which);
-    sb_mpw_kbin(out, "data", data, n);
-    sb_frame_end(out, at);
+    sb_if_output_t f = {.id = p->id, .fd = (uint64_t)which,
+                        .data = {(const char *)data, (uint32_t)n}};
+    sb_if_output_write(out, &f);
     sbi_send(out);
 }
 
@@ -195,15 +191,12 @@ serve_reap(sb_buf_t *out)
                 serve_pump(out, p, &p->err, 2, 1);
             uint64_t cpu = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
                            (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-            size_t at = sb_frame_begin(out);
-            sb_mpw_map(out, 6);
-            sb_mpw_kuint(out, "t", SB_IF_EXIT);
-            sb_mpw_kuint(out, "id", p->id);
-            sb_mpw_kint(out, "code", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-            sb_mpw_kint(out, "sig", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-            sb_mpw_kuint(out, "cpu_us", cpu);
-            sb_mpw_kuint(out, "maxrss_kb", (uint64_t)ru.ru_maxrss);
-            sb_frame_end(out, at);
+            sb_if_exit_t ex = {.id = p->id,
+                               .code = WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+                               .sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0,
+                               .cpu_us = cpu,
+                               .maxrss_kb = (uint64_t)ru.ru_maxrss};
+            sb_if_exit_write(out, &ex);
             sbi_send(out);
             serve_proc_free(p);
             break;
@@ -212,7 +205,7 @@ serve_reap(sb_buf_t *out)
 }
 
 static void
-serve_child(const sb_frame_t *f, char **argv, char **envp, int in, int outfd, int errfd,
+serve_child(const sb_if_exec_t *f, char **argv, char **envp, int in, int outfd, int errfd,
             int ptyfd, int status_fd)
 {
     sigset_t none;
@@ -268,38 +261,37 @@ fail:;
 }
 
 static void
-serve_exec(const sb_frame_t *f, sb_buf_t *out)
+serve_exec(const sb_if_exec_t *f, sb_buf_t *out)
 {
     int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, pst[2] = {-1, -1};
     int master = -1, slave = -1, err = 0;
-    char **argv = NULL, **envp = NULL;
+    char **args = NULL, **argv = NULL, **envp = NULL;
+    size_t argc = 0, envc = 0;
     if (serve_nprocs >= SERVE_MAX_PROCS) {
         serve_exec_fail(out, f->id, SB_ELIMIT, "too many processes");
         return;
     }
-    if (f->argc == 0 || serve_find(f->id)) {
+    if (sb_mp_strv(f->argv, SB_FRAME_ARGS_MAX, &args, &argc) != 0 ||
+        sb_mp_strv(f->env, SB_FRAME_ARGS_MAX, &envp, &envc) != 0 || argc == 0 ||
+        serve_find(f->id)) {
+        serve_strv_free(args);
+        serve_strv_free(envp);
         serve_reply_err(out, SB_IF_REPLY, f->id, SB_EINVAL, "bad exec");
         return;
     }
+    if (!envp)
+        envp = calloc(1, sizeof *envp);
     /* argv[-1] carries the cwd so the child needs no other state. */
-    argv = calloc((size_t)f->argc + 2, sizeof *argv);
-    envp = calloc((size_t)f->envc + 1, sizeof *envp);
+    argv = calloc(argc + 2, sizeof *argv);
     if (!argv || !envp) {
         err = SB_ENOMEM;
         goto done;
     }
     argv++;
     argv[-1] = f->cwd.len ? sb_str_dup(f->cwd) : NULL;
-    for (uint32_t i = 0; i < f->argc; i++)
-        if (!(argv[i] = sb_frame_strv(f->argv, i))) {
-            err = SB_EBADMSG;
-            goto done;
-        }
-    for (uint32_t i = 0; i < f->envc; i++)
-        if (!(envp[i] = sb_frame_strv(f->env, i))) {
-            err = SB_EBADMSG;
-            goto done;
-        }
+    memcpy(argv, args, argc * sizeof *argv);
+    free(args);
+    args = NULL;
     if (pipe2(pst, O_CLOEXEC) < 0)
         goto sys;
     if (f->pty) {
@@ -359,12 +351,7 @@ serve_exec(const sb_frame_t *f, sb_buf_t *out)
         /* exec failed: the child has exited with 127; its EXIT follows the reply. */
         serve_reply_err(out, SB_IF_REPLY, f->id, -e, "exec failed");
     } else {
-        size_t at = sb_frame_begin(out);
-        sb_mpw_map(out, 3);
-        sb_mpw_kuint(out, "t", SB_IF_STARTED);
-        sb_mpw_kuint(out, "id", f->id);
-        sb_mpw_kint(out, "pid", pid);
-        sb_frame_end(out, at);
+        sb_if_started_write(out, &(sb_if_started_t){.id = f->id, .pid = (uint64_t)pid});
     }
     goto done;
 sys:
@@ -377,35 +364,43 @@ done:
         if (fds[i] >= 0)
             close(fds[i]);
     if (argv) {
-        for (uint32_t i = 0; i < f->argc + 1; i++)
+        for (size_t i = 0; i < argc + 1; i++)
             free(argv[(int)i - 1]);
         free(argv - 1);
+    } else {
+        serve_strv_free(args);
     }
-    if (envp) {
-        for (uint32_t i = 0; i < f->envc; i++)
-            free(envp[i]);
-        free(envp);
-    }
+    serve_strv_free(envp);
 }
 
+/* SERVE_DECODE(name, var): decode the body as frame `name` into var, or refuse it. */
+#define SERVE_DECODE(name, var)                                                                    \
+    sb_if_##name##_t var;                                                                          \
+    if (sb_if_##name##_decode(body, len, &var) != 0) {                                             \
+        serve_reply_err(out, SB_IF_ERROR, 0, SB_EBADMSG, "malformed frame");                       \
+        return;                                                                                    \
+    }
+
 static void
-serve_frame(const uint8_t *body, size_t len, sb_buf_t *out)
+serve_frame(uint8_t type, const uint8_t *body, size_t len, sb_buf_t *out)
 {
-    sb_frame_t f;
-    if (sb_frame_decode(body, len, &f) != 0) {
-        serve_reply_err(out, SB_IF_ERROR, 0, SB_EBADMSG, "malformed frame");
+    serve_proc_t *p;
+    switch (type) {
+    case SB_IF_EXEC: {
+        SERVE_DECODE(exec, f);
+        serve_exec(&f, out);
         return;
     }
-    serve_proc_t *p;
-    switch (f.t) {
-    case SB_IF_EXEC: serve_exec(&f, out); break;
-    case SB_IF_STDIN:
+    case SB_IF_STDIN: {
+        SERVE_DECODE(stdin, f);
         if ((p = serve_find(f.id)) && p->in >= 0 && !p->in_close) {
             if (sb_buf_append(&p->inbuf, f.data.ptr, f.data.len) != 0)
                 serve_reply_err(out, SB_IF_ERROR, f.id, SB_ETOOBIG, "stdin buffer full");
         }
-        break;
-    case SB_IF_STDIN_CLOSE:
+        return;
+    }
+    case SB_IF_STDIN_CLOSE: {
+        SERVE_DECODE(stdin_close, f);
         if ((p = serve_find(f.id))) {
             p->in_close = 1;
             if (p->pty && p->in >= 0) {
@@ -413,35 +408,47 @@ serve_frame(const uint8_t *body, size_t len, sb_buf_t *out)
                 sb_buf_append(&p->inbuf, "\x04", 1);
             }
         }
-        break;
-    case SB_IF_SIGNAL:
+        return;
+    }
+    case SB_IF_SIGNAL: {
+        SERVE_DECODE(signal, f);
         if ((p = serve_find(f.id)) && f.sig > 0 && f.sig < 65) {
             if (kill(-p->pid, (int)f.sig) < 0)
                 kill(p->pid, (int)f.sig);
         }
-        break;
-    case SB_IF_SIGNAL_ALL:
+        return;
+    }
+    case SB_IF_SIGNAL_ALL: {
+        SERVE_DECODE(signal_all, f);
         if (f.sig > 0 && f.sig < 65)
             kill(-1, (int)f.sig);
-        break;
-    case SB_IF_RESIZE:
+        return;
+    }
+    case SB_IF_RESIZE: {
+        SERVE_DECODE(resize, f);
         if ((p = serve_find(f.id)) && p->pty && p->out >= 0 && f.rows > 0 && f.cols > 0 &&
             f.rows < 10000 && f.cols < 10000) {
             struct winsize ws = {(unsigned short)f.rows, (unsigned short)f.cols, 0, 0};
             ioctl(p->out, TIOCSWINSZ, &ws);
         }
-        break;
-    case SB_IF_PS: sbi_ps(&f, out); break;
+        return;
+    }
+    case SB_IF_PS: {
+        SERVE_DECODE(ps, f);
+        sbi_ps(f.id, out);
+        return;
+    }
     case SB_IF_FREAD:
     case SB_IF_FWRITE:
     case SB_IF_FLIST:
     case SB_IF_FSTAT:
     case SB_IF_MKDIR:
     case SB_IF_REMOVE:
-    case SB_IF_RENAME: sbi_file_op(&f, out); break;
-    default: serve_reply_err(out, SB_IF_ERROR, f.id, SB_EUNKNOWN_TYPE, "unknown frame type");
+    case SB_IF_RENAME: sbi_file_op(type, body, len, out); return;
+    default: serve_reply_err(out, SB_IF_ERROR, 0, SB_EUNKNOWN_TYPE, "unknown frame type");
     }
 }
+#undef SERVE_DECODE
 
 static void
 serve_stdin(serve_proc_t *p)
@@ -536,8 +543,15 @@ serve_loop(void)
                         break;
                 }
                 const uint8_t *body;
-                size_t len;
-                int rc = sb_frame_next(&in, &body, &len);
+                size_t len, total;
+                uint8_t type;
+                int rc = sb_frame_next(&in, &type, &body, &len, &total);
+                if (rc == SB_EBADMSG) {
+                    sb_buf_consume(&in, total);
+                    serve_reply_err(&out, SB_IF_ERROR, 0, SB_EBADMSG, "empty frame");
+                    sbi_send(&out);
+                    continue;
+                }
                 if (rc == SB_ETOOBIG) {
                     skip = sb_get_u32(in.data);
                     sb_buf_consume(&in, 4);
@@ -547,8 +561,8 @@ serve_loop(void)
                 }
                 if (rc <= 0)
                     break;
-                serve_frame(body, len, &out);
-                sb_buf_consume(&in, len + 4);
+                serve_frame(type, body, len, &out);
+                sb_buf_consume(&in, total);
                 if (out.len)
                     sbi_send(&out);
             }
@@ -598,11 +612,7 @@ main(int argc, char **argv)
         sbi_send(&out);
         return 1;
     }
-    size_t at = sb_frame_begin(&out);
-    sb_mpw_map(&out, 2);
-    sb_mpw_kuint(&out, "t", SB_IF_HELLO);
-    sb_mpw_kint(&out, "pid", getpid());
-    sb_frame_end(&out, at);
+    sb_if_hello_write(&out, &(sb_if_hello_t){.pid = (uint64_t)getpid()});
     sbi_send(&out);
     sb_buf_fini(&out);
     return serve_loop() < 0 ? 1 : 0;
