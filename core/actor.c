@@ -434,7 +434,11 @@ sb_actor_reply(sb_actor_t *a, const sb_replyto_t *to, uint16_t type, uint8_t fla
                const void *body, size_t len)
 {
     sb_addr_t dst = {to->node == sb_bus_node_id(a->bus) ? 0 : to->node, to->kind};
-    return sb_actor_send(a, dst, type, (uint8_t)(SB_MF_REPLY | flags), to->corr, 0, body, len);
+    int rc = sb_actor_send(a, dst, type, (uint8_t)(SB_MF_REPLY | flags), to->corr, 0, body, len);
+    if (rc < 0)
+        sb_log_debug("SB-ACTOR-REPLY-DROP", "%s: reply %s to %s dropped: %s", a->ops->name,
+                     sb_msg_type_name(type), sb_actor_kind_name(to->kind), sb_strerror(rc));
+    return rc;
 }
 
 int

@@ -97,10 +97,14 @@ int sb_actor_request(sb_actor_t *a, sb_addr_t dst, uint16_t type, const void *bo
 int sb_actor_cancel(sb_actor_t *a, uint64_t corr);
 
 /* sb_actor_reply answers: flags 0 for a single reply, SB_MF_STREAM for a chunk with more to
- * come, SB_MF_FINAL for the last chunk. */
+ * come, SB_MF_FINAL for the last chunk.  A reply is best effort by contract: when it cannot
+ * be queued (SB_ENOROUTE: the requester is gone; SB_EAGAIN: its node is full) the requester's
+ * own deadline ends its wait, and the runtime logs the drop (SB-ACTOR-REPLY-DROP, debug).  So
+ * a plain reply's result may be ignored; a stream that must stay in order checks SB_EAGAIN
+ * and retries (actors/executor/exec_out.c). */
 int sb_actor_reply(sb_actor_t *a, const sb_replyto_t *to, uint16_t type, uint8_t flags,
                    const void *body, size_t len);
-/* sb_actor_reply_error answers with an error message (code = SB_E*). */
+/* sb_actor_reply_error answers with an error message (code = SB_E*); best effort as above. */
 int sb_actor_reply_error(sb_actor_t *a, const sb_replyto_t *to, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

@@ -148,6 +148,19 @@ pool_rt_find(pool_state *s, sb_str_t name)
     return NULL;
 }
 
+/* pool_send_withdraw tells the scheduler an offered sandbox is gone (body encoded in b).  A
+ * withdrawal the scheduler never hears leaves it offering a sandbox that no longer exists:
+ * said loudly, since a RUN leased on it would fail. */
+static void
+pool_send_withdraw(pool_state *s, const sb_buf_t *b)
+{
+    int rc = sb_actor_send(s->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_POOL_WITHDRAW, 0, 0, 0,
+                           b->data, b->len);
+    if (rc < 0 && rc != SB_ENOROUTE)
+        sb_log_warn("SB-POOL-WITHDRAW-LOST", "POOL_WITHDRAW could not be sent: %s",
+                    sb_strerror(rc));
+}
+
 /* pool_forget unlinks and frees w, keeping its runtime's counts. */
 static void
 pool_forget(pool_sbx_t *w)
@@ -482,8 +495,7 @@ pool_on_tick(uv_timer_t *t)
                 sb_pool_withdraw_t wd = {.node = w->node, .sandbox = sb_str(w->id)};
                 sb_buf_t *b = sb_actor_scratch(s->actor);
                 if (sb_pool_withdraw_encode(&wd, b) == 0)
-                    sb_actor_send(s->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_POOL_WITHDRAW, 0, 0,
-                                  0, b->data, b->len);
+                    pool_send_withdraw(s, b);
                 s->lost++;
                 pool_forget(w);
             } else if (now - w->created_ms >= s->max_age_ms) {
@@ -650,8 +662,7 @@ pool_stop(sb_actor_t *a, void *state)
             sb_pool_withdraw_t wd = {.node = node, .sandbox = sb_str(id)};
             sb_buf_t *b = sb_actor_scratch(s->actor);
             if (sb_pool_withdraw_encode(&wd, b) == 0)
-                sb_actor_send(s->actor, sb_addr(SB_ACTOR_SCHEDULER), SB_MSG_POOL_WITHDRAW, 0, 0, 0,
-                              b->data, b->len);
+                pool_send_withdraw(s, b);
             pool_forget(w);
             pool_destroy(s, id, node);
             n++;
