@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration", "lib"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "lib"))
 from soulbox_proc import Soulbox  # noqa: E402
 
 SOULBOX, HTTP_LOAD, OUT = sys.argv[1:4]

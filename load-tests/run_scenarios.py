@@ -36,7 +36,7 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration", "lib"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "lib"))
 from soulbox_proc import Soulbox  # noqa: E402
 
 ADMIN = "sbk_load_scenarios_admin_key_0123456789abcdef"

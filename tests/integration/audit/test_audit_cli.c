@@ -3,7 +3,7 @@
  * subcommands: exit statuses and output on an intact log, a tampered one, and a data
  * directory that needs migrating.  The log is written by the real auditor actor in-process.
  */
-#include "tests/unit/storage/sbclient.h"
+#include "sbclient.h"
 
 #include "actors/auditor/auditor.h"
 #include "base/err.h"
@@ -53,7 +53,7 @@ soulbox(const char *const *args, char **out)
 int
 main(void)
 {
-    char *dir = test_tmpdir("auditcli"), *out, path[4200];
+    char *dir = sbc_tmpdir("auditcli"), *out, path[4200];
     sb_config_t cfg;
     sb_bus_t *bus;
     sb_actor_t *aud;
@@ -121,7 +121,7 @@ main(void)
     sb_test_ok("soulbox migrate creates and then finds the schema current");
 
     sb_config_fini(&cfg);
-    test_rmrf(dir);
+    sbc_rmrf(dir);
     free(dir);
     return sb_test_done();
 }

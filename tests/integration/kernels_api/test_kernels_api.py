@@ -10,7 +10,7 @@ import hashlib
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lib"))
 from soulbox_proc import Soulbox, make_keys, run_tests  # noqa: E402
 
 import requests  # noqa: E402

@@ -6,7 +6,7 @@
  * acknowledged audit seq is in a log that still verifies.  For Redis, redis-server itself is
  * kill -9'd too and restarted (appendfsync always).  Runs for BACKEND = sqlite and redis.
  */
-#include "tests/unit/storage/sbclient.h"
+#include "sbclient.h"
 
 #include "actors/auditor/auditor.h"
 #include "cli/audit_cli.h"
@@ -52,7 +52,7 @@ main(void)
 {
     int redis = strcmp(BACKEND, "redis") == 0, port = 6379, p[2];
     pid_t rpid = 0;
-    char *dir = test_tmpdir("durable"), portarg[16];
+    char *dir = sbc_tmpdir("durable"), portarg[16];
     size_t cap = 1 << 24, len = 0;
     char *buf = malloc(cap);
 
@@ -61,7 +61,7 @@ main(void)
     rec_acked = calloc(10000000, 1);
     if (redis) {
         port = sb_test_free_port();
-        rpid = test_redis_start(port, dir);
+        rpid = sbc_redis_start(port, dir);
     }
     snprintf(portarg, sizeof portarg, "%d", port);
 
@@ -114,7 +114,7 @@ main(void)
 
     /* Restart on the same state and look for every acknowledged write. */
     if (redis)
-        rpid = test_redis_start(port, dir);
+        rpid = sbc_redis_start(port, dir);
     sb_config_t cfg;
     const char *flags[] = {"--data-dir", dir, "--storage-backend", BACKEND,
                            "--storage-redis-port", portarg, NULL};
@@ -174,8 +174,8 @@ main(void)
     sb_bus_free(bus);
     sb_config_fini(&cfg);
     if (redis)
-        test_redis_stop(rpid);
-    test_rmrf(dir);
+        sbc_redis_stop(rpid);
+    sbc_rmrf(dir);
     free(dir);
     free(buf);
     free(rec_acked);

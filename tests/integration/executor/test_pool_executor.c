@@ -11,7 +11,7 @@
  * NODE_CAPACITY-driven placement lands on the executor's node; on stop the pool destroys its
  * warm sandboxes and every loop closes cleanly.
  */
-#include "tests/unit/sched/fake.h"
+#include "fake.h"
 
 #include "actors/executor/executor.h"
 #include "actors/pool/pool.h"

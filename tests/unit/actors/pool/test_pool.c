@@ -12,7 +12,7 @@
  * failures back off (doubling gaps) and recover; warm_on_start=false waits for the first
  * miss; stop destroys every warm sandbox held.
  */
-#include "tests/unit/sched/fake.h"
+#include "fake.h"
 
 #include "actors/pool/pool.h"
 #include "base/err.h"

@@ -6,7 +6,7 @@
  * then tamper tests: an edited, deleted, inserted, reordered record and records cut from the
  * end are each reported by `audit verify` with the right line and reason, exit status 1.
  */
-#include "tests/unit/storage/sbclient.h"
+#include "sbclient.h"
 
 #include "actors/auditor/auditor.h"
 #include "cli/audit_cli.h"
@@ -333,7 +333,7 @@ test_burst(void)
 static char *
 copy_dir(const char *tag)
 {
-    char *d = test_tmpdir(tag), cmd[9000];
+    char *d = sbc_tmpdir(tag), cmd[9000];
     snprintf(cmd, sizeof cmd, "cp -p '%s'/audit.key '%s'/audit.log '%s'/audit.head '%s'/", dir,
              dir, dir, d);
     CHECK(system(cmd) == 0);
@@ -425,7 +425,7 @@ tamper(const char *tag, void (*fn)(char **, int *), int line, const char *why)
     CHECK(strstr(out, want));
     CHECK(strstr(out, why));
     free(out);
-    test_rmrf(d);
+    sbc_rmrf(d);
     free(d);
     char name[128];
     snprintf(name, sizeof name, "audit verify detects: %s", tag);
@@ -440,7 +440,7 @@ main(void)
     uint64_t seq;
 
     sb_log_setup(SB_LOG_ERROR, 0);
-    dir = test_tmpdir("audit");
+    dir = sbc_tmpdir("audit");
     const char *flags[] = {"--data-dir", dir, NULL};
     sb_test_config(&cfg, flags);
 
@@ -516,7 +516,7 @@ main(void)
     sb_test_ok("a world-readable audit.key is refused");
 
     sb_config_fini(&cfg);
-    test_rmrf(dir);
+    sbc_rmrf(dir);
     free(dir);
     return sb_test_done();
 }

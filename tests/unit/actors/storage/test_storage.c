@@ -267,14 +267,14 @@ static void
 test_redis_outage(rig_t *r)
 {
     char *out;
-    test_redis_stop(redis_pid);
+    sbc_redis_stop(redis_pid);
     /* Down: a clear unavailable error, quickly. */
     int rc = st_put(&r->c, "user", "{\"username\":\"carol\",\"password_hash\":\"h\","
                                    "\"role\":\"user\"}", 0);
     CHECK_EQ(rc, SB_EUNAVAILABLE);
     CHECK(strstr(r->c.errmsg, "redis"));
     CHECK_EQ(st_get(&r->c, "user", "alice", NULL, &out), SB_EUNAVAILABLE);
-    redis_pid = test_redis_start(redis_port, dir);
+    redis_pid = sbc_redis_start(redis_port, dir);
     /* Back: it reconnects by itself; everything acknowledged before is there. */
     CHECK_EQ(call_until_up(r, "user", "{\"username\":\"carol\",\"password_hash\":\"h\","
                                       "\"role\":\"user\"}"), 0);
@@ -314,10 +314,10 @@ main(void)
     rig_t r;
     sb_log_setup(SB_LOG_WARN, 0);
     redis_mode = strcmp(STORE_BACKEND, "redis") == 0;
-    dir = test_tmpdir("store");
+    dir = sbc_tmpdir("store");
     if (redis_mode) {
         redis_port = sb_test_free_port();
-        redis_pid = test_redis_start(redis_port, dir);
+        redis_pid = sbc_redis_start(redis_port, dir);
     }
     rig_up(&r);
     test_crud(&r);
@@ -330,8 +330,8 @@ main(void)
     rig_down(&r);
     test_restart();
     if (redis_mode)
-        test_redis_stop(redis_pid);
-    test_rmrf(dir);
+        sbc_redis_stop(redis_pid);
+    sbc_rmrf(dir);
     free(dir);
     return sb_test_done();
 }

@@ -26,26 +26,26 @@ typedef struct {
     int status;
     uint8_t *body;
     size_t len;
-} reply_t;
+} xh_reply_t;
 
-typedef struct call {
+typedef struct xh_call {
     uint8_t dst;
     uint16_t type;
     uint8_t *body;
     size_t len;
     uint32_t timeout_ms;
-    reply_t r[4096];
+    xh_reply_t r[4096];
     size_t n;
     int done;
-    struct call *next;
-} call_t;
+    struct xh_call *next;
+} xh_call_t;
 
 typedef struct {
     sb_actor_t *actor;
     uv_mutex_t mu;
     uv_cond_t cv;
     uv_async_t async;
-    call_t *queue;
+    xh_call_t *queue;
 } xh_client_t;
 
 typedef struct {
@@ -60,40 +60,40 @@ typedef struct {
     int cap_has_python;
 } xh_rec_t;
 
-/* The client (spawn it with cl_ops; the fake monitor and scheduler with mon_ops/sched_ops). */
-extern xh_client_t cl;
-extern xh_rec_t rec;
-extern const sb_actor_ops_t cl_ops, mon_ops, sched_ops;
-extern sb_buf_t B;            /* enc's buffer */
-extern sb_buf_t strv_bufs[4]; /* strv's slots (init/fini them in main) */
+/* The client (spawn it with xh_cl_ops; the fake monitor and scheduler with xh_mon_ops/xh_sched_ops). */
+extern xh_client_t xh_cl;
+extern xh_rec_t xh_rec;
+extern const sb_actor_ops_t xh_cl_ops, xh_mon_ops, xh_sched_ops;
+extern sb_buf_t xh_B;            /* enc's buffer */
+extern sb_buf_t xh_strv_bufs[4]; /* strv's slots (init/fini them in main) */
 
 /* call_start queues a request of type to the executor; call_wait_n waits (ms) until it has n
  * replies or is done; call sends and waits for the final reply; last is its last reply. */
-call_t *call_start(uint16_t type, const sb_buf_t *b, uint32_t timeout_ms);
-void call_wait_n(call_t *c, size_t n, uint32_t ms);
-void call_free(call_t *c);
-call_t *call(uint16_t type, const sb_buf_t *b, uint32_t timeout_ms);
-reply_t *last(call_t *c);
-sb_msg_t as_msg(const reply_t *r);
+xh_call_t *xh_call_start(uint16_t type, const sb_buf_t *b, uint32_t timeout_ms);
+void xh_call_wait_n(xh_call_t *c, size_t n, uint32_t ms);
+void xh_call_free(xh_call_t *c);
+xh_call_t *xh_call(uint16_t type, const sb_buf_t *b, uint32_t timeout_ms);
+xh_reply_t *xh_last(xh_call_t *c);
+sb_msg_t xh_as_msg(const xh_reply_t *r);
 /* rec_wait waits (deadline ms) until pred(arg) holds; the recorder signals each report. */
-int rec_wait(int (*pred)(void *), void *arg, int ms);
+int xh_rec_wait(int (*pred)(void *), void *arg, int ms);
 /* enc encodes s (described by d) into a shared buffer; strv builds a msgpack array of strings
  * in one of four static slots. */
-sb_buf_t *enc(const sb_msgdef_t *d, const void *s);
-sb_str_t strv(int slot, const char *const *v);
+sb_buf_t *xh_enc(const sb_msgdef_t *d, const void *s);
+sb_str_t xh_strv(int slot, const char *const *v);
 
 /* Sandboxes and runs through the executor (each CHECKs the reply's shape). */
 typedef struct {
-    call_t *c;
+    xh_call_t *c;
     sb_result_t res;
     sb_msg_t m;
-} result_t;
-char *create_warm(const char *runtime, bool warm); /* the new id, malloc'd */
-char *create(const char *runtime);
-int destroy(const char *id);                       /* the reply's status */
-void result_of(call_t *c, result_t *out);          /* the RESULT a RUN/CMD call ended with */
-call_t *run(sb_run_t *req, uint32_t timeout_ms);
-int status_is(const result_t *r, const char *s);   /* 1, or 0 after printing why not */
+} xh_result_t;
+char *xh_create_warm(const char *runtime, bool warm); /* the new id, malloc'd */
+char *xh_create(const char *runtime);
+int xh_destroy(const char *id);                       /* the reply's status */
+void xh_result_of(xh_call_t *c, xh_result_t *out);          /* the RESULT a RUN/CMD call ended with */
+xh_call_t *xh_run(sb_run_t *req, uint32_t timeout_ms);
+int xh_status_is(const xh_result_t *r, const char *s);   /* 1, or 0 after printing why not */
 
 /* The world every executor test runs in: a private bus, the real executor (configured by the
  * given flags), the fake monitor and scheduler, and the client.  xh_stop stops all but the

@@ -44,13 +44,13 @@ int st_list(sbc_t *c, const char *kind, const char *owner, const char *state, ui
             char **out, uint64_t *count, int *more);
 int st_del(sbc_t *c, const char *kind, const char *key, uint64_t *changed);
 
-/* test_tmpdir makes a fresh directory under $TMPDIR; returns a malloc'd path. */
-char *test_tmpdir(const char *tag);
-void test_rmrf(const char *dir);
+/* sbc_tmpdir makes a fresh directory under $TMPDIR; returns a malloc'd path. */
+char *sbc_tmpdir(const char *tag);
+void sbc_rmrf(const char *dir);
 
 /* redis-server on 127.0.0.1:port with its files in dir (never the system instance); returns
- * once it accepts connections.  test_redis_stop sends SIGTERM and waits. */
-pid_t test_redis_start(int port, const char *dir);
-void test_redis_stop(pid_t pid);
+ * once it accepts connections.  sbc_redis_stop sends SIGTERM and waits. */
+pid_t sbc_redis_start(int port, const char *dir);
+void sbc_redis_stop(pid_t pid);
 
 #endif

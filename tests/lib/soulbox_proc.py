@@ -120,18 +120,29 @@ def free_port():
     return port
 
 
+SKIP_CODE = 77  # what ctest reports as skipped (SKIP_RETURN_CODE in cmake/SbTest.cmake)
+
+
+class Skip(Exception):
+    """Raised by a test that cannot run here; the run then ends skipped, never passed."""
+
+
 def run_tests(tests):
-    """Run test functions in order; print ok/FAIL lines and a closing count."""
+    """Run test functions in order; print ok/skip/FAIL lines and a closing count.  Returns 1
+    after a failure, SKIP_CODE after a skip, else 0."""
     import traceback
-    passed = failed = 0
+    passed = failed = skipped = 0
     for t in tests:
         try:
             t()
             print("ok", t.__name__, flush=True)
             passed += 1
+        except Skip as e:
+            print("skip", t.__name__ + ":", e, flush=True)
+            skipped += 1
         except Exception:
             print("FAIL", t.__name__, flush=True)
             traceback.print_exc()
             failed += 1
-    print("%d passed, %d failed" % (passed, failed), flush=True)
-    return 1 if failed else 0
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped), flush=True)
+    return 1 if failed else SKIP_CODE if skipped else 0

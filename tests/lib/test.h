@@ -33,7 +33,13 @@ extern int sb_test_failures;
         }                                                                                          \
     } while (0)
 
+/* The exit status ctest reports as skipped (SKIP_RETURN_CODE in cmake/SbTest.cmake). */
+#define SB_TEST_SKIP_CODE 77
+
 void sb_test_ok(const char *name);
+/* sb_test_skip records a case that cannot run here (and why); the test then ends skipped. */
+void sb_test_skip(const char *name, const char *why);
+/* sb_test_done: 1 after a failure, SB_TEST_SKIP_CODE after a skip, else 0. */
 int sb_test_done(void);
 
 /* sb_test_config loads a configuration from flags alone (no environment, no config file);

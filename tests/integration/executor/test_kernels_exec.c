@@ -36,32 +36,32 @@
 
 #include <jansson.h>
 
-static call_t *
+static xh_call_t *
 kexec_start(const char *sbx, const char *lang, const char *ctx, const char *code,
             uint64_t timeout_ms)
 {
     sb_kernel_exec_t req = {.sandbox = sb_str(sbx), .language = sb_str(lang ? lang : ""),
                             .context_id = sb_str(ctx ? ctx : ""), .code = sb_str(code),
                             .timeout_ms = timeout_ms};
-    return call_start(SB_MSG_KERNEL_EXEC, enc(&sb_kernel_exec_def, &req), 60000);
+    return xh_call_start(SB_MSG_KERNEL_EXEC, xh_enc(&sb_kernel_exec_def, &req), 60000);
 }
 
-static call_t *
+static xh_call_t *
 kexec(const char *sbx, const char *lang, const char *ctx, const char *code)
 {
-    call_t *c = kexec_start(sbx, lang, ctx, code, 0);
-    call_wait_n(c, 0, 60000);
+    xh_call_t *c = kexec_start(sbx, lang, ctx, code, 0);
+    xh_call_wait_n(c, 0, 60000);
     return c;
 }
 
 /* The KERNEL_DONE that ended c. */
 static sb_kernel_done_t
-kdone(call_t *c)
+kdone(xh_call_t *c)
 {
     sb_kernel_done_t d;
-    reply_t *r = last(c);
+    xh_reply_t *r = xh_last(c);
     if (r->status != 0 || r->type != SB_MSG_KERNEL_DONE) {
-        sb_msg_t m = as_msg(r);
+        sb_msg_t m = xh_as_msg(r);
         sb_error_t e;
         if (r->status && sb_error_decode(&m, &e) == 0)
             fprintf(stderr, "error reply %d: %.*s\n", r->status, (int)e.message.len,
@@ -70,13 +70,13 @@ kdone(call_t *c)
     CHECK_EQ(r->status, 0);
     CHECK_EQ(r->type, SB_MSG_KERNEL_DONE);
     CHECK(r->flags & SB_MF_FINAL);
-    sb_msg_t m = as_msg(r);
+    sb_msg_t m = xh_as_msg(r);
     CHECK(sb_kernel_done_decode(&m, &d) == 0);
     return d;
 }
 
 static int
-done_is(call_t *c, const char *status)
+done_is(xh_call_t *c, const char *status)
 {
     sb_kernel_done_t d = kdone(c);
     if (!sb_str_eq(d.status, status)) {
@@ -89,7 +89,7 @@ done_is(call_t *c, const char *status)
 
 /* Text of all the events of kind ("stdout", "stderr") in order. */
 static char *
-ktext(call_t *c, const char *kind)
+ktext(xh_call_t *c, const char *kind)
 {
     static char buf[4][65536];
     static int slot;
@@ -98,7 +98,7 @@ ktext(call_t *c, const char *kind)
     out[0] = 0;
     for (size_t i = 0; i < c->n; i++) {
         sb_kernel_event_t ev;
-        sb_msg_t m = as_msg(&c->r[i]);
+        sb_msg_t m = xh_as_msg(&c->r[i]);
         if (c->r[i].type != SB_MSG_KERNEL_EVENT || sb_kernel_event_decode(&m, &ev) != 0 ||
             !sb_str_eq(ev.kind, kind))
             continue;
@@ -112,11 +112,11 @@ ktext(call_t *c, const char *kind)
 
 /* The nth (0-based) event of kind as JSON (result, error), or NULL. */
 static json_t *
-kjson(call_t *c, const char *kind, int nth)
+kjson(xh_call_t *c, const char *kind, int nth)
 {
     for (size_t i = 0; i < c->n; i++) {
         sb_kernel_event_t ev;
-        sb_msg_t m = as_msg(&c->r[i]);
+        sb_msg_t m = xh_as_msg(&c->r[i]);
         if (c->r[i].type != SB_MSG_KERNEL_EVENT || sb_kernel_event_decode(&m, &ev) != 0 ||
             !sb_str_eq(ev.kind, kind) || nth-- > 0)
             continue;
@@ -127,7 +127,7 @@ kjson(call_t *c, const char *kind, int nth)
 
 /* The text/plain of the main result, or "" */
 static const char *
-kmain(call_t *c)
+kmain(xh_call_t *c)
 {
     static char out[4096];
     out[0] = 0;
@@ -144,7 +144,7 @@ kmain(call_t *c)
 }
 
 static const char *
-kerr_name(call_t *c)
+kerr_name(xh_call_t *c)
 {
     static char out[128];
     json_t *e = kjson(c, "error", 0);
@@ -161,11 +161,11 @@ kctx(const char *sbx, const char *op, const char *ctx, const char *lang, char *i
     sb_kernel_context_t req = {.sandbox = sb_str(sbx), .op = sb_str(op),
                                .context_id = sb_str(ctx ? ctx : ""),
                                .language = sb_str(lang ? lang : "")};
-    call_t *c = call(SB_MSG_KERNEL_CONTEXT, enc(&sb_kernel_context_def, &req), 30000);
-    int st = last(c)->status;
+    xh_call_t *c = xh_call(SB_MSG_KERNEL_CONTEXT, xh_enc(&sb_kernel_context_def, &req), 30000);
+    int st = xh_last(c)->status;
     if (st == 0) {
-        CHECK_EQ(last(c)->type, SB_MSG_KERNEL_CONTEXT_REPLY);
-        sb_msg_t m = as_msg(last(c));
+        CHECK_EQ(xh_last(c)->type, SB_MSG_KERNEL_CONTEXT_REPLY);
+        sb_msg_t m = xh_as_msg(xh_last(c));
         sb_kernel_context_reply_t r;
         CHECK(sb_kernel_context_reply_decode(&m, &r) == 0);
         if (id_out)
@@ -186,7 +186,7 @@ kctx(const char *sbx, const char *op, const char *ctx, const char *lang, char *i
             }
         }
     }
-    call_free(c);
+    xh_call_free(c);
     return st;
 }
 
@@ -205,7 +205,7 @@ list_has(json_t *list, const char *id, const char *lang)
 static int
 mon_exec_at_least(void *arg)
 {
-    return rec.mon_exec >= *(int *)arg;
+    return xh_rec.mon_exec >= *(int *)arg;
 }
 
 /* ---- tests -------------------------------------------------------------------------------- */
@@ -213,17 +213,17 @@ mon_exec_at_least(void *arg)
 static void
 test_python_state(void)
 {
-    char *id = create("python");
-    call_t *c = kexec(id, NULL, NULL, "x = 41");
+    char *id = xh_create("python");
+    xh_call_t *c = kexec(id, NULL, NULL, "x = 41");
     CHECK(done_is(c, "ok"));
     CHECK_EQ(kdone(c).execution_count, 1);
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, NULL, "x + 1");
     CHECK(done_is(c, "ok"));
     CHECK(!strcmp(kmain(c), "42"));
     CHECK_EQ(kdone(c).execution_count, 2);
     CHECK(sb_str_eq(kdone(c).language, "python"));
-    call_free(c);
+    xh_call_free(c);
     sb_test_ok("python: state persists across KERNEL_EXEC; trailing expression is the main result");
 
     /* streamed order: stdout / stderr / stdout arrive as three events in that order */
@@ -234,7 +234,7 @@ test_python_state(void)
     int seq = 0;
     for (size_t i = 0; i + 1 < c->n; i++) {
         sb_kernel_event_t ev;
-        sb_msg_t m = as_msg(&c->r[i]);
+        sb_msg_t m = xh_as_msg(&c->r[i]);
         CHECK_EQ(c->r[i].type, SB_MSG_KERNEL_EVENT);
         CHECK(c->r[i].flags & SB_MF_STREAM);
         CHECK(sb_kernel_event_decode(&m, &ev) == 0);
@@ -251,7 +251,7 @@ test_python_state(void)
     CHECK(strstr(ktext(c, "stdout"), "\n199\n") != NULL);
     CHECK(!strcmp(ktext(c, "stderr"), "b\n"));
     CHECK(c->n <= 410); /* never more than one event per write (coalesced when they queue) */
-    call_free(c);
+    xh_call_free(c);
     sb_test_ok("python: stdout/stderr streamed in order and coalesced");
 
     c = kexec(id, NULL, NULL, "def f():\n    return 1/0\nf()");
@@ -262,25 +262,25 @@ test_python_state(void)
     CHECK(!strcmp(json_string_value(json_object_get(e, "value")), "division by zero"));
     CHECK(json_array_size(json_object_get(e, "traceback")) >= 2);
     json_decref(e);
-    call_free(c);
+    xh_call_free(c);
     sb_test_ok("python: exception -> error event {name, value, traceback}, done status error");
 
     /* interrupt: a busy loop stops, the variables stay */
     c = kexec_start(id, NULL, NULL, "print('spinning', flush=True)\nwhile True:\n    pass", 0);
-    call_wait_n(c, 1, 30000); /* its first output: the loop runs */
+    xh_call_wait_n(c, 1, 30000); /* its first output: the loop runs */
     CHECK_EQ(c->r[0].type, SB_MSG_KERNEL_EVENT);
     sb_kernel_interrupt_t ir = {.sandbox = sb_str(id), .language = SB_STR("python")};
-    call_t *ic = call(SB_MSG_KERNEL_INTERRUPT, enc(&sb_kernel_interrupt_def, &ir), 10000);
-    CHECK_EQ(last(ic)->status, 0);
-    CHECK_EQ(last(ic)->type, SB_MSG_EXEC_ACK);
-    call_free(ic);
-    call_wait_n(c, 0, 20000);
+    xh_call_t *ic = xh_call(SB_MSG_KERNEL_INTERRUPT, xh_enc(&sb_kernel_interrupt_def, &ir), 10000);
+    CHECK_EQ(xh_last(ic)->status, 0);
+    CHECK_EQ(xh_last(ic)->type, SB_MSG_EXEC_ACK);
+    xh_call_free(ic);
+    xh_call_wait_n(c, 0, 20000);
     CHECK(done_is(c, "error"));
     CHECK(!strcmp(kerr_name(c), "KeyboardInterrupt"));
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, NULL, "x");
     CHECK(!strcmp(kmain(c), "41"));
-    call_free(c);
+    xh_call_free(c);
     sb_test_ok("python: KERNEL_INTERRUPT stops `while True` (KeyboardInterrupt), x survives");
 
     /* crash: the caller hears it clearly; the next execute gets a fresh kernel */
@@ -290,32 +290,32 @@ test_python_state(void)
     CHECK(d.error.len > 0 && memmem(d.error.ptr, d.error.len, "exited (status 1)", 17));
     CHECK(memmem(d.error.ptr, d.error.len, "fresh kernel", 12) != NULL);
     CHECK(!strcmp(ktext(c, "stdout"), "bye\n"));
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, NULL, "x");
     CHECK(done_is(c, "error"));
     CHECK(!strcmp(kerr_name(c), "NameError")); /* state is gone: a fresh kernel */
     CHECK_EQ(kdone(c).execution_count, 1);
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, NULL, "6 * 7");
     CHECK(!strcmp(kmain(c), "42"));
-    call_free(c);
+    xh_call_free(c);
     sb_test_ok("python: os._exit(1) -> done status crashed with a clear error; next exec runs in a "
                "fresh kernel");
 
     /* timeout: killed, clear error, replaced */
     c = kexec(id, NULL, NULL, "y = 5");
-    call_free(c);
+    xh_call_free(c);
     uint64_t t0 = uv_hrtime();
     c = kexec_start(id, NULL, NULL, "while True:\n    pass", 700);
-    call_wait_n(c, 0, 20000);
+    xh_call_wait_n(c, 0, 20000);
     d = kdone(c);
     CHECK(sb_str_eq(d.status, "timeout"));
     CHECK(memmem(d.error.ptr, d.error.len, "700 ms", 6) != NULL);
     CHECK((uv_hrtime() - t0) / 1000000 < 10000);
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, NULL, "'y' in globals()");
     CHECK(!strcmp(kmain(c), "False"));
-    call_free(c);
+    xh_call_free(c);
     sb_test_ok("python: a cell past its timeout -> done status timeout; the kernel is replaced");
 
     /* matplotlib: a PNG result */
@@ -328,17 +328,17 @@ test_python_state(void)
     CHECK(png && !strncmp(png, "iVBORw0KGgo", 11));
     CHECK(!json_is_true(json_object_get(r, "is_main_result")));
     json_decref(r);
-    call_free(c);
+    xh_call_free(c);
     sb_test_ok("python: matplotlib figure -> image/png result");
 
-    CHECK_EQ(destroy(id), 0);
+    CHECK_EQ(xh_destroy(id), 0);
     free(id);
 }
 
 static void
 test_contexts(void)
 {
-    char *id = create("python");
+    char *id = xh_create("python");
     char ctx[130], ctx2[130];
     json_t *list;
     CHECK_EQ(kctx(id, "list", NULL, NULL, NULL, &list), 0);
@@ -350,19 +350,19 @@ test_contexts(void)
     CHECK(!strcmp(ctx2, "mine"));
     CHECK_EQ(kctx(id, "create", "mine", NULL, NULL, NULL), SB_EEXIST);
     CHECK_EQ(kctx(id, "create", "../x", NULL, NULL, NULL), SB_EINVAL);
-    call_t *c = kexec(id, NULL, ctx, "y = 1");
+    xh_call_t *c = kexec(id, NULL, ctx, "y = 1");
     CHECK(done_is(c, "ok"));
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, NULL, "y");
     CHECK(!strcmp(kerr_name(c), "NameError"));
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, "mine", "y");
     CHECK(!strcmp(kerr_name(c), "NameError"));
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, ctx, "y + 1");
     CHECK(!strcmp(kmain(c), "2"));
     CHECK(sb_str_eq(kdone(c).context_id, ctx));
-    call_free(c);
+    xh_call_free(c);
     sb_test_ok("contexts: created (generated and given ids), isolated namespaces");
 
     /* a javascript context in the same sandbox: its own kernel */
@@ -371,10 +371,10 @@ test_contexts(void)
     c = kexec(id, NULL, js, "var z = 20; z * 2");
     CHECK(!strcmp(kmain(c), "40"));
     CHECK(sb_str_eq(kdone(c).language, "javascript"));
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, "python", js, "1");
-    CHECK_EQ(last(c)->status, SB_EINVAL); /* a javascript context named with python */
-    call_free(c);
+    CHECK_EQ(xh_last(c)->status, SB_EINVAL); /* a javascript context named with python */
+    xh_call_free(c);
     CHECK_EQ(kctx(id, "list", NULL, NULL, NULL, &list), 0);
     CHECK(list_has(list, ctx, "python") && list_has(list, "mine", "python"));
     CHECK(list_has(list, js, "javascript") && list_has(list, "default", "javascript"));
@@ -387,100 +387,100 @@ test_contexts(void)
     c = kexec(id, NULL, ctx, "y");
     CHECK(!strcmp(kerr_name(c), "NameError"));
     CHECK_EQ(kdone(c).execution_count, 1);
-    call_free(c);
+    xh_call_free(c);
     CHECK_EQ(kctx(id, "delete", ctx, NULL, NULL, NULL), 0);
     c = kexec(id, NULL, ctx, "1");
-    CHECK_EQ(last(c)->status, SB_ENOTFOUND);
-    call_free(c);
+    CHECK_EQ(xh_last(c)->status, SB_ENOTFOUND);
+    xh_call_free(c);
     CHECK_EQ(kctx(id, "delete", ctx, NULL, NULL, NULL), SB_ENOTFOUND);
     CHECK_EQ(kctx(id, "restart", "nope", NULL, NULL, NULL), SB_ENOTFOUND);
     CHECK_EQ(kctx(id, "frobnicate", "mine", NULL, NULL, NULL), SB_EINVAL);
     /* restart of the default context clears it too */
     c = kexec(id, NULL, NULL, "w = 3");
-    call_free(c);
+    xh_call_free(c);
     CHECK_EQ(kctx(id, "restart", "default", "python", NULL, NULL), 0);
     c = kexec(id, NULL, NULL, "w");
     CHECK(!strcmp(kerr_name(c), "NameError"));
-    call_free(c);
+    xh_call_free(c);
     sb_test_ok("contexts: restart clears state (count back to 1), delete -> later use ENOTFOUND");
 
     /* a crash drops the crashed kernel's contexts */
     c = kexec(id, NULL, "mine", "import os; os._exit(3)");
     CHECK(done_is(c, "crashed"));
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, "mine", "1");
-    CHECK_EQ(last(c)->status, SB_ENOTFOUND);
-    call_free(c);
+    CHECK_EQ(xh_last(c)->status, SB_ENOTFOUND);
+    xh_call_free(c);
     sb_test_ok("contexts: a crashed kernel's contexts are gone (ENOTFOUND), not silently empty");
-    CHECK_EQ(destroy(id), 0);
+    CHECK_EQ(xh_destroy(id), 0);
     free(id);
 }
 
 static void
 test_js_bash(void)
 {
-    char *id = create("javascript");
-    call_t *c = kexec(id, NULL, NULL, "const a = 41;");
+    char *id = xh_create("javascript");
+    xh_call_t *c = kexec(id, NULL, NULL, "const a = 41;");
     CHECK(done_is(c, "ok"));
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, NULL, "console.log('hi'); a + 1");
     CHECK(!strcmp(kmain(c), "42"));
     CHECK(!strcmp(ktext(c, "stdout"), "hi\n"));
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, NULL, "null.x");
     CHECK(done_is(c, "error"));
     CHECK(!strcmp(kerr_name(c), "TypeError"));
-    call_free(c);
+    xh_call_free(c);
     c = kexec_start(id, NULL, NULL, "console.log('go'); while (true) {}", 0);
-    call_wait_n(c, 1, 30000);
+    xh_call_wait_n(c, 1, 30000);
     sb_kernel_interrupt_t ir = {.sandbox = sb_str(id)};
-    call_t *ic = call(SB_MSG_KERNEL_INTERRUPT, enc(&sb_kernel_interrupt_def, &ir), 10000);
-    CHECK_EQ(last(ic)->status, 0);
-    call_free(ic);
-    call_wait_n(c, 0, 20000);
+    xh_call_t *ic = xh_call(SB_MSG_KERNEL_INTERRUPT, xh_enc(&sb_kernel_interrupt_def, &ir), 10000);
+    CHECK_EQ(xh_last(ic)->status, 0);
+    xh_call_free(ic);
+    xh_call_wait_n(c, 0, 20000);
     CHECK(!strcmp(kerr_name(c), "Interrupted"));
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, NULL, "a");
     CHECK(!strcmp(kmain(c), "41"));
-    call_free(c);
-    CHECK_EQ(destroy(id), 0);
+    xh_call_free(c);
+    CHECK_EQ(xh_destroy(id), 0);
     free(id);
     sb_test_ok("javascript: state, console streamed, TypeError, interrupt keeps state");
 
-    id = create("bash");
+    id = xh_create("bash");
     c = kexec(id, NULL, NULL, "A=5; cd /tmp");
     CHECK(done_is(c, "ok"));
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, NULL, "echo $A; pwd; echo err >&2");
     CHECK(!strcmp(ktext(c, "stdout"), "5\n/tmp\n"));
     CHECK(!strcmp(ktext(c, "stderr"), "err\n"));
-    call_free(c);
+    xh_call_free(c);
     c = kexec(id, NULL, NULL, "false");
     CHECK(done_is(c, "error"));
     CHECK(!strcmp(kerr_name(c), "ExitCode"));
-    call_free(c);
+    xh_call_free(c);
     /* a python kernel beside it, in the bash sandbox */
     c = kexec(id, "python", NULL, "import os; os.getcwd()");
     CHECK(!strcmp(kmain(c), "'/home/user'"));
-    call_free(c);
-    CHECK_EQ(destroy(id), 0);
+    xh_call_free(c);
+    CHECK_EQ(xh_destroy(id), 0);
     free(id);
     sb_test_ok("bash: variables and cwd persist, stderr, non-zero status -> ExitCode; python "
                "kernel beside it");
 
     /* no kernel for a runtime without one; unknown sandbox */
-    id = create("python");
+    id = xh_create("python");
     c = kexec(id, "c", NULL, "int main(){}");
-    CHECK_EQ(last(c)->status, SB_EINVAL);
-    call_free(c);
+    CHECK_EQ(xh_last(c)->status, SB_EINVAL);
+    xh_call_free(c);
     c = kexec("sbx-0000000000000000", NULL, NULL, "1");
-    CHECK_EQ(last(c)->status, SB_ENOTFOUND);
-    call_free(c);
+    CHECK_EQ(xh_last(c)->status, SB_ENOTFOUND);
+    xh_call_free(c);
     sb_kernel_interrupt_t ir2 = {.sandbox = sb_str(id), .language = SB_STR("bash")};
-    ic = call(SB_MSG_KERNEL_INTERRUPT, enc(&sb_kernel_interrupt_def, &ir2), 10000);
-    CHECK_EQ(last(ic)->status, SB_ENOTFOUND);
-    call_free(ic);
-    CHECK_EQ(destroy(id), 0);
+    ic = xh_call(SB_MSG_KERNEL_INTERRUPT, xh_enc(&sb_kernel_interrupt_def, &ir2), 10000);
+    CHECK_EQ(xh_last(ic)->status, SB_ENOTFOUND);
+    xh_call_free(ic);
+    CHECK_EQ(xh_destroy(id), 0);
     free(id);
     sb_test_ok("refusals: a runtime without a kernel (EINVAL), unknown sandbox, interrupt of a "
                "kernel not started (ENOTFOUND)");
@@ -489,53 +489,53 @@ test_js_bash(void)
 static void
 test_oneshot_via_kernel(void)
 {
-    int before = rec.mon_exec;
-    char *id = create_warm("python", true);
+    int before = xh_rec.mon_exec;
+    char *id = xh_create_warm("python", true);
     sb_run_t req = {.sandbox = sb_str(id), .runtime = SB_STR("python"), .destroy = true,
                     .artifacts_max = 1u << 20,
                     .code = SB_STR("import sys\nprint(sys.argv[0])\nprint('hi')\n1 + 1\n")};
-    result_t r;
-    result_of(run(&req, 30000), &r);
-    CHECK(status_is(&r, "exited"));
+    xh_result_t r;
+    xh_result_of(xh_run(&req, 30000), &r);
+    CHECK(xh_status_is(&r, "exited"));
     CHECK_EQ(r.res.exit_code, 0);
     CHECK(r.res.kernel);
     CHECK(memmem(r.res.stdout.ptr, r.res.stdout.len, "/tmp/.soulbox/python/kernel.py\nhi\n",
                  34) != NULL);
     CHECK(!memmem(r.res.stdout.ptr, r.res.stdout.len, "2", 1)); /* no echo of the value */
-    call_free(r.c);
-    int st = destroy(id); /* destroyed after the run already (or being destroyed) */
+    xh_call_free(r.c);
+    int st = xh_destroy(id); /* destroyed after the run already (or being destroyed) */
     CHECK(st == 0 || st == SB_ENOTFOUND);
     free(id);
     sb_test_ok("one-shot RUN in a warm sandbox goes through its kernel: RESULT kernel=true, "
                "output, exit 0, sandbox destroyed");
 
-    id = create_warm("python", true);
+    id = xh_create_warm("python", true);
     req.sandbox = sb_str(id);
     req.code = SB_STR("print('before')\n1/0\n");
-    result_of(run(&req, 30000), &r);
-    CHECK(status_is(&r, "exited"));
+    xh_result_of(xh_run(&req, 30000), &r);
+    CHECK(xh_status_is(&r, "exited"));
     CHECK_EQ(r.res.exit_code, 1);
     CHECK(r.res.kernel);
     CHECK(sb_str_eq(r.res.stdout, "before\n"));
     CHECK(memmem(r.res.stderr.ptr, r.res.stderr.len, "Traceback", 9) != NULL);
     CHECK(memmem(r.res.stderr.ptr, r.res.stderr.len, "ZeroDivisionError: division by zero", 35));
-    call_free(r.c);
+    xh_call_free(r.c);
     free(id);
 
-    id = create_warm("python", true);
+    id = xh_create_warm("python", true);
     req.sandbox = sb_str(id);
     req.code = SB_STR("import sys\nsys.exit(3)\n");
-    result_of(run(&req, 30000), &r);
+    xh_result_of(xh_run(&req, 30000), &r);
     CHECK_EQ(r.res.exit_code, 3);
-    call_free(r.c);
+    xh_call_free(r.c);
     free(id);
 
-    id = create_warm("python", true);
+    id = xh_create_warm("python", true);
     req.sandbox = sb_str(id);
     req.code = SB_STR("import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\n"
                       "plt.savefig('sine_wave.png')\nplt.show()\n");
-    result_of(run(&req, 30000), &r);
-    CHECK(status_is(&r, "exited"));
+    xh_result_of(xh_run(&req, 30000), &r);
+    CHECK(xh_status_is(&r, "exited"));
     CHECK(r.res.kernel);
     {
         sb_mp_reader_t rd;
@@ -556,36 +556,36 @@ test_oneshot_via_kernel(void)
         }
         CHECK(saw_fig && saw_file);
     }
-    call_free(r.c);
+    xh_call_free(r.c);
     free(id);
     sb_test_ok("one-shot via kernel: exception -> exit 1 + traceback on stderr; sys.exit(3) -> 3; "
                "a saved file and a shown figure (figure-1.png) are PNG artifacts");
 
     /* stdin: run_cmd as before (the kernel model has no stdin) */
-    id = create_warm("python", true);
+    id = xh_create_warm("python", true);
     req.sandbox = sb_str(id);
     req.code = SB_STR("print(input())\n");
     req.stdin = SB_STR("fed\n");
-    result_of(run(&req, 30000), &r);
-    CHECK(status_is(&r, "exited"));
+    xh_result_of(xh_run(&req, 30000), &r);
+    CHECK(xh_status_is(&r, "exited"));
     CHECK(!r.res.kernel);
     CHECK(sb_str_eq(r.res.stdout, "fed\n"));
-    call_free(r.c);
+    xh_call_free(r.c);
     free(id);
     /* a long-lived sandbox's RUN never touches its kernel */
-    id = create("python");
-    call_t *c = kexec(id, NULL, NULL, "secret = 1");
-    call_free(c);
+    id = xh_create("python");
+    xh_call_t *c = kexec(id, NULL, NULL, "secret = 1");
+    xh_call_free(c);
     sb_run_t plain = {.sandbox = sb_str(id), .runtime = SB_STR("python"),
                       .code = SB_STR("print('secret' in globals())")};
-    result_of(run(&plain, 30000), &r);
+    xh_result_of(xh_run(&plain, 30000), &r);
     CHECK(!r.res.kernel);
     CHECK(sb_str_eq(r.res.stdout, "False\n"));
-    call_free(r.c);
-    CHECK_EQ(destroy(id), 0);
+    xh_call_free(r.c);
+    CHECK_EQ(xh_destroy(id), 0);
     free(id);
     int want = before + 5;
-    CHECK(rec_wait(mon_exec_at_least, &want, 5000));
+    CHECK(xh_rec_wait(mon_exec_at_least, &want, 5000));
     sb_test_ok("run_cmd kept for stdin and for long-lived sandboxes; MON_EXEC for kernel runs");
 }
 
@@ -601,15 +601,15 @@ main(void)
     test_oneshot_via_kernel();
 
     /* stop with a kernel mid-cell: the caller gets its answer, the executor joins cleanly */
-    char *id = create("python");
-    call_t *c = kexec_start(id, NULL, NULL, "print('x', flush=True)\nwhile True: pass", 0);
-    call_wait_n(c, 1, 30000);
+    char *id = xh_create("python");
+    xh_call_t *c = kexec_start(id, NULL, NULL, "print('x', flush=True)\nwhile True: pass", 0);
+    xh_call_wait_n(c, 1, 30000);
     sb_actor_stop(w.exec, 10000);
     CHECK_EQ(sb_actor_join(w.exec), 0);
     sb_actor_free(w.exec);
-    call_wait_n(c, 0, 5000);
-    CHECK(last(c)->status != 0 || last(c)->type == SB_MSG_KERNEL_DONE);
-    call_free(c);
+    xh_call_wait_n(c, 0, 5000);
+    CHECK(xh_last(c)->status != 0 || xh_last(c)->type == SB_MSG_KERNEL_DONE);
+    xh_call_free(c);
     free(id);
     sb_test_ok("stop with a kernel mid-cell: join 0, the execution answered");
 

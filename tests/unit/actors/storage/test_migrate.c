@@ -74,7 +74,7 @@ main(void)
     struct stat st;
 
     sb_log_setup(SB_LOG_WARN, 0);
-    char *base = test_tmpdir("migrate");
+    char *base = sbc_tmpdir("migrate");
     char dir[4200];
     /* A nested data_dir that does not exist yet: migrate creates it, mode 0700. */
     snprintf(dir, sizeof dir, "%s/fresh/data", base);
@@ -143,7 +143,7 @@ main(void)
     CHECK_EQ(db_version(dir), 99);
     sb_config_fini(&cfg);
     sb_test_ok("a newer schema is refused");
-    test_rmrf(base);
+    sbc_rmrf(base);
     free(base);
     return sb_test_done();
 }

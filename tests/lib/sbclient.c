@@ -139,7 +139,7 @@ st_del(sbc_t *c, const char *kind, const char *key, uint64_t *changed)
 
 
 char *
-test_tmpdir(const char *tag)
+sbc_tmpdir(const char *tag)
 {
     const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char *p = malloc(4096);
@@ -149,7 +149,7 @@ test_tmpdir(const char *tag)
 }
 
 void
-test_rmrf(const char *dir)
+sbc_rmrf(const char *dir)
 {
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -169,7 +169,7 @@ test_port_open(int port)
 }
 
 pid_t
-test_redis_start(int port, const char *dir)
+sbc_redis_start(int port, const char *dir)
 {
     char portarg[16];
     snprintf(portarg, sizeof portarg, "%d", port);
@@ -202,7 +202,7 @@ test_redis_start(int port, const char *dir)
 }
 
 void
-test_redis_stop(pid_t pid)
+sbc_redis_stop(pid_t pid)
 {
     kill(pid, SIGTERM);
     if (sb_test_wait_exit(pid, 10000) < 0) {

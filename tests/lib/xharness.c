@@ -21,16 +21,16 @@
 
 
 
-xh_client_t cl;
+xh_client_t xh_cl;
 
 static void
 cl_on_reply(sb_actor_t *a, int status, const sb_msg_t *m, void *ud)
 {
-    call_t *c = ud;
+    xh_call_t *c = ud;
     (void)a;
-    uv_mutex_lock(&cl.mu);
+    uv_mutex_lock(&xh_cl.mu);
     if (c->n < 4096) {
-        reply_t *r = &c->r[c->n++];
+        xh_reply_t *r = &c->r[c->n++];
         r->status = status;
         if (m) {
             r->type = m->type;
@@ -42,28 +42,28 @@ cl_on_reply(sb_actor_t *a, int status, const sb_msg_t *m, void *ud)
     }
     if (status != 0 || !m || !(m->flags & SB_MF_STREAM))
         c->done = 1;
-    uv_cond_broadcast(&cl.cv);
-    uv_mutex_unlock(&cl.mu);
+    uv_cond_broadcast(&xh_cl.cv);
+    uv_mutex_unlock(&xh_cl.mu);
 }
 
 static void
 cl_on_async(uv_async_t *h)
 {
     (void)h;
-    uv_mutex_lock(&cl.mu);
-    call_t *q = cl.queue;
-    cl.queue = NULL;
-    uv_mutex_unlock(&cl.mu);
-    for (call_t *c = q, *next; c; c = next) {
+    uv_mutex_lock(&xh_cl.mu);
+    xh_call_t *q = xh_cl.queue;
+    xh_cl.queue = NULL;
+    uv_mutex_unlock(&xh_cl.mu);
+    for (xh_call_t *c = q, *next; c; c = next) {
         next = c->next;
-        int rc = sb_actor_request(cl.actor, sb_addr(c->dst), c->type, c->body, c->len,
+        int rc = sb_actor_request(xh_cl.actor, sb_addr(c->dst), c->type, c->body, c->len,
                                   c->timeout_ms, cl_on_reply, c, NULL);
         if (rc) {
-            uv_mutex_lock(&cl.mu);
+            uv_mutex_lock(&xh_cl.mu);
             c->r[c->n++].status = rc;
             c->done = 1;
-            uv_cond_broadcast(&cl.cv);
-            uv_mutex_unlock(&cl.mu);
+            uv_cond_broadcast(&xh_cl.cv);
+            uv_mutex_unlock(&xh_cl.mu);
         }
     }
 }
@@ -72,8 +72,8 @@ static int
 cl_init(sb_actor_t *a, void *state)
 {
     (void)state;
-    cl.actor = a;
-    uv_async_init(sb_actor_loop(a), &cl.async, cl_on_async);
+    xh_cl.actor = a;
+    uv_async_init(sb_actor_loop(a), &xh_cl.async, cl_on_async);
     return 0;
 }
 
@@ -82,46 +82,46 @@ cl_stop(sb_actor_t *a, void *state)
 {
     (void)a;
     (void)state;
-    if (!uv_is_closing((uv_handle_t *)&cl.async))
-        uv_close((uv_handle_t *)&cl.async, NULL);
+    if (!uv_is_closing((uv_handle_t *)&xh_cl.async))
+        uv_close((uv_handle_t *)&xh_cl.async, NULL);
 }
 
-const sb_actor_ops_t cl_ops = {.abi = SB_ACTOR_ABI_V1, .name = "testclient",
+const sb_actor_ops_t xh_cl_ops = {.abi = SB_ACTOR_ABI_V1, .name = "testclient",
                                       .kind = SB_ACTOR_CLIENT, .state_size = 1,
                                       .init = cl_init, .stop = cl_stop};
 
-call_t *
-call_start(uint16_t type, const sb_buf_t *b, uint32_t timeout_ms)
+xh_call_t *
+xh_call_start(uint16_t type, const sb_buf_t *b, uint32_t timeout_ms)
 {
-    call_t *c = calloc(1, sizeof *c);
+    xh_call_t *c = calloc(1, sizeof *c);
     c->dst = SB_ACTOR_EXECUTOR;
     c->type = type;
     c->body = malloc(b->len + 1);
     memcpy(c->body, b->data, b->len);
     c->len = b->len;
     c->timeout_ms = timeout_ms;
-    uv_mutex_lock(&cl.mu);
-    c->next = cl.queue;
-    cl.queue = c;
-    uv_mutex_unlock(&cl.mu);
-    uv_async_send(&cl.async);
+    uv_mutex_lock(&xh_cl.mu);
+    c->next = xh_cl.queue;
+    xh_cl.queue = c;
+    uv_mutex_unlock(&xh_cl.mu);
+    uv_async_send(&xh_cl.async);
     return c;
 }
 
 /* Wait until the call has n replies (0: until it is done). */
 void
-call_wait_n(call_t *c, size_t n, uint32_t ms)
+xh_call_wait_n(xh_call_t *c, size_t n, uint32_t ms)
 {
     uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000ull;
-    uv_mutex_lock(&cl.mu);
+    uv_mutex_lock(&xh_cl.mu);
     while (!c->done && (n == 0 || c->n < n)) {
         uint64_t now = uv_hrtime();
         if (now >= end)
             break;
-        uv_cond_timedwait(&cl.cv, &cl.mu, end - now);
+        uv_cond_timedwait(&xh_cl.cv, &xh_cl.mu, end - now);
     }
     int ok = c->done || (n && c->n >= n);
-    uv_mutex_unlock(&cl.mu);
+    uv_mutex_unlock(&xh_cl.mu);
     if (!ok) {
         fprintf(stderr, "FAIL: no answer to message type %u within %u ms\n", c->type, ms);
         exit(1);
@@ -129,7 +129,7 @@ call_wait_n(call_t *c, size_t n, uint32_t ms)
 }
 
 void
-call_free(call_t *c)
+xh_call_free(xh_call_t *c)
 {
     for (size_t i = 0; i < c->n; i++)
         free(c->r[i].body);
@@ -137,24 +137,24 @@ call_free(call_t *c)
     free(c);
 }
 
-/* One request, one final answer: returns the call (status of the last reply in ->r). */
-call_t *
-call(uint16_t type, const sb_buf_t *b, uint32_t timeout_ms)
+/* One request, one final answer: returns the xh_call (status of the last reply in ->r). */
+xh_call_t *
+xh_call(uint16_t type, const sb_buf_t *b, uint32_t timeout_ms)
 {
-    call_t *c = call_start(type, b, timeout_ms);
-    call_wait_n(c, 0, timeout_ms + 2000);
+    xh_call_t *c = xh_call_start(type, b, timeout_ms);
+    xh_call_wait_n(c, 0, timeout_ms + 2000);
     return c;
 }
 
-reply_t *
-last(call_t *c)
+xh_reply_t *
+xh_last(xh_call_t *c)
 {
     CHECK(c->n > 0);
     return &c->r[c->n - 1];
 }
 
 sb_msg_t
-as_msg(const reply_t *r)
+xh_as_msg(const xh_reply_t *r)
 {
     return (sb_msg_t){.type = r->type, .flags = r->flags, .body = r->body,
                       .body_len = (uint32_t)r->len};
@@ -162,86 +162,86 @@ as_msg(const reply_t *r)
 
 /* ---- fake monitor and scheduler ----------------------------------------------------------- */
 
-xh_rec_t rec;
+xh_rec_t xh_rec;
 
 static int
 mon_handle(sb_actor_t *a, void *state, const sb_msg_t *m)
 {
     (void)a;
     (void)state;
-    uv_mutex_lock(&rec.mu);
+    uv_mutex_lock(&xh_rec.mu);
     if (m->type == SB_MSG_MON_EXEC) {
         sb_mon_exec_t e;
         CHECK(sb_mon_exec_decode(m, &e) == 0);
         CHECK(e.runtime.len > 0 && e.status.len > 0 && e.duration_us > 0);
-        rec.mon_exec++;
+        xh_rec.mon_exec++;
     } else if (m->type == SB_MSG_MON_SANDBOX) {
         sb_mon_sandbox_t s;
         CHECK(sb_mon_sandbox_decode(m, &s) == 0);
-        if (s.ended && rec.nended < 64)
-            sb_str_copy(rec.ended[rec.nended++], 24, s.id);
+        if (s.ended && xh_rec.nended < 64)
+            sb_str_copy(xh_rec.ended[xh_rec.nended++], 24, s.id);
         else if (!s.ended) {
-            rec.mon_sbx_samples++;
-            sb_str_copy(rec.sampled, sizeof rec.sampled, s.id);
-            rec.sampled_mem = s.memory;
-            rec.sampled_pids = s.pids;
+            xh_rec.mon_sbx_samples++;
+            sb_str_copy(xh_rec.sampled, sizeof xh_rec.sampled, s.id);
+            xh_rec.sampled_mem = s.memory;
+            xh_rec.sampled_pids = s.pids;
         }
     } else if (m->type == SB_MSG_NODE_CAPACITY) {
         sb_node_capacity_t c;
         CHECK(sb_node_capacity_decode(m, &c) == 0);
-        rec.cap_reports++;
-        rec.cap_sandboxes = c.sandboxes;
-        rec.cap_max = c.max_sandboxes;
-        rec.cap_has_python = memmem(c.runtimes.ptr, c.runtimes.len, "python", 6) != NULL;
+        xh_rec.cap_reports++;
+        xh_rec.cap_sandboxes = c.sandboxes;
+        xh_rec.cap_max = c.max_sandboxes;
+        xh_rec.cap_has_python = memmem(c.runtimes.ptr, c.runtimes.len, "python", 6) != NULL;
     }
-    uv_cond_broadcast(&rec.cv);
-    uv_mutex_unlock(&rec.mu);
+    uv_cond_broadcast(&xh_rec.cv);
+    uv_mutex_unlock(&xh_rec.mu);
     return 0;
 }
 
-const sb_actor_ops_t mon_ops = {.abi = SB_ACTOR_ABI_V1, .name = "fakemonitor",
+const sb_actor_ops_t xh_mon_ops = {.abi = SB_ACTOR_ABI_V1, .name = "fakemonitor",
                                        .kind = SB_ACTOR_MONITOR, .state_size = 1,
                                        .handle = mon_handle};
-const sb_actor_ops_t sched_ops = {.abi = SB_ACTOR_ABI_V1, .name = "fakesched",
+const sb_actor_ops_t xh_sched_ops = {.abi = SB_ACTOR_ABI_V1, .name = "fakesched",
                                          .kind = SB_ACTOR_SCHEDULER, .state_size = 1,
                                          .handle = mon_handle};
 
 /* Wait (deadline ms) until pred() holds; the recorder signals each report it takes. */
 int
-rec_wait(int (*pred)(void *), void *arg, int ms)
+xh_rec_wait(int (*pred)(void *), void *arg, int ms)
 {
     uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000ull;
-    uv_mutex_lock(&rec.mu);
+    uv_mutex_lock(&xh_rec.mu);
     int ok;
     while (!(ok = pred(arg))) {
         uint64_t now = uv_hrtime();
         if (now >= end)
             break;
-        uv_cond_timedwait(&rec.cv, &rec.mu, end - now);
+        uv_cond_timedwait(&xh_rec.cv, &xh_rec.mu, end - now);
     }
-    uv_mutex_unlock(&rec.mu);
+    uv_mutex_unlock(&xh_rec.mu);
     return ok;
 }
 
 /* ---- request builders ---------------------------------------------------------------------- */
 
-sb_buf_t B;
+sb_buf_t xh_B;
 
 sb_buf_t *
-enc(const sb_msgdef_t *d, const void *s)
+xh_enc(const sb_msgdef_t *d, const void *s)
 {
-    sb_buf_reset(&B);
-    CHECK(sb_codec_encode(d, s, &B) == 0);
-    return &B;
+    sb_buf_reset(&xh_B);
+    CHECK(sb_codec_encode(d, s, &xh_B) == 0);
+    return &xh_B;
 }
 
 /* A msgpack array of strings, in a static buffer per slot. */
-sb_buf_t strv_bufs[4];
+sb_buf_t xh_strv_bufs[4];
 
 sb_str_t
-strv(int slot, const char *const *v)
+xh_strv(int slot, const char *const *v)
 {
-    sb_buf_t *buf = &strv_bufs[slot];
+    sb_buf_t *buf = &xh_strv_bufs[slot];
     msgpack_packer pk;
     size_t n = 0;
     while (v[n])
@@ -259,64 +259,64 @@ strv(int slot, const char *const *v)
 /* ---- sandboxes and runs ---------------------------------------------------------------- */
 
 char *
-create_warm(const char *runtime, bool warm)
+xh_create_warm(const char *runtime, bool warm)
 {
     sb_sbx_create_t req = {.runtime = sb_str(runtime), .owner = SB_STR("test"), .warm = warm};
-    call_t *c = call(SB_MSG_SBX_CREATE, enc(&sb_sbx_create_def, &req), 10000);
-    CHECK_EQ(last(c)->status, 0);
-    CHECK_EQ(last(c)->type, SB_MSG_SBX_INFO);
-    sb_msg_t m = as_msg(last(c));
+    xh_call_t *c = xh_call(SB_MSG_SBX_CREATE, xh_enc(&sb_sbx_create_def, &req), 10000);
+    CHECK_EQ(xh_last(c)->status, 0);
+    CHECK_EQ(xh_last(c)->type, SB_MSG_SBX_INFO);
+    sb_msg_t m = xh_as_msg(xh_last(c));
     sb_sbx_info_t info;
     CHECK(sb_sbx_info_decode(&m, &info) == 0);
     CHECK(info.id.len == 20 && memcmp(info.id.ptr, "sbx-", 4) == 0);
     CHECK(sb_str_eq(info.state, "running"));
     char *id = sb_str_dup(info.id);
-    call_free(c);
+    xh_call_free(c);
     return id;
 }
 
 char *
-create(const char *runtime)
+xh_create(const char *runtime)
 {
-    return create_warm(runtime, false);
+    return xh_create_warm(runtime, false);
 }
 
 int
-destroy(const char *id)
+xh_destroy(const char *id)
 {
     sb_sbx_destroy_t req = {.id = sb_str(id), .reason = SB_STR("deleted")};
-    call_t *c = call(SB_MSG_SBX_DESTROY, enc(&sb_sbx_destroy_def, &req), 10000);
-    int st = last(c)->status;
+    xh_call_t *c = xh_call(SB_MSG_SBX_DESTROY, xh_enc(&sb_sbx_destroy_def, &req), 10000);
+    int st = xh_last(c)->status;
     if (st == 0) {
-        CHECK_EQ(last(c)->type, SB_MSG_EXEC_ACK);
-        sb_msg_t m = as_msg(last(c));
+        CHECK_EQ(xh_last(c)->type, SB_MSG_EXEC_ACK);
+        sb_msg_t m = xh_as_msg(xh_last(c));
         sb_exec_ack_t ack;
         CHECK(sb_exec_ack_decode(&m, &ack) == 0 && sb_str_eq(ack.id, id));
     }
-    call_free(c);
+    xh_call_free(c);
     return st;
 }
 
-/* The RESULT of a finished RUN/CMD call (which must end with one). */
+/* The RESULT of a finished RUN/CMD xh_call (which must end with one). */
 void
-result_of(call_t *c, result_t *out)
+xh_result_of(xh_call_t *c, xh_result_t *out)
 {
     out->c = c;
-    CHECK_EQ(last(c)->status, 0);
-    CHECK_EQ(last(c)->type, SB_MSG_RESULT);
-    CHECK(last(c)->flags & SB_MF_FINAL);
-    out->m = as_msg(last(c));
+    CHECK_EQ(xh_last(c)->status, 0);
+    CHECK_EQ(xh_last(c)->type, SB_MSG_RESULT);
+    CHECK(xh_last(c)->flags & SB_MF_FINAL);
+    out->m = xh_as_msg(xh_last(c));
     CHECK(sb_result_decode(&out->m, &out->res) == 0);
 }
 
-call_t *
-run(sb_run_t *req, uint32_t timeout_ms)
+xh_call_t *
+xh_run(sb_run_t *req, uint32_t timeout_ms)
 {
-    return call(SB_MSG_RUN, enc(&sb_run_def, req), timeout_ms);
+    return xh_call(SB_MSG_RUN, xh_enc(&sb_run_def, req), timeout_ms);
 }
 
 int
-status_is(const result_t *r, const char *s)
+xh_status_is(const xh_result_t *r, const char *s)
 {
     if (!sb_str_eq(r->res.status, s)) {
         fprintf(stderr, "status %.*s (want %s), error '%.*s', stderr '%.*s'\n",
@@ -334,27 +334,27 @@ void
 xh_start(xh_world_t *w, const char *const *flags)
 {
     signal(SIGPIPE, SIG_IGN);
-    sb_buf_init(&B, 0);
+    sb_buf_init(&xh_B, 0);
     for (int i = 0; i < 4; i++)
-        sb_buf_init(&strv_bufs[i], 0);
-    uv_mutex_init(&cl.mu);
-    uv_cond_init(&cl.cv);
-    uv_mutex_init(&rec.mu);
-    uv_cond_init(&rec.cv);
+        sb_buf_init(&xh_strv_bufs[i], 0);
+    uv_mutex_init(&xh_cl.mu);
+    uv_cond_init(&xh_cl.cv);
+    uv_mutex_init(&xh_rec.mu);
+    uv_cond_init(&xh_rec.cv);
     sb_test_config(&w->cfg, flags);
     CHECK(sb_bus_alloc(&(sb_bus_opts_t){0}, &w->bus) == 0);
-    CHECK(sb_actor_spawn(w->bus, &mon_ops, NULL, &w->mon) == 0);
-    CHECK(sb_actor_spawn(w->bus, &sched_ops, NULL, &w->sched) == 0);
+    CHECK(sb_actor_spawn(w->bus, &xh_mon_ops, NULL, &w->mon) == 0);
+    CHECK(sb_actor_spawn(w->bus, &xh_sched_ops, NULL, &w->sched) == 0);
     CHECK(sb_actor_spawn(w->bus, &sb_executor_actor, &w->cfg, &w->exec) == 0);
-    CHECK(sb_actor_spawn(w->bus, &cl_ops, NULL, &cl.actor) == 0);
+    CHECK(sb_actor_spawn(w->bus, &xh_cl_ops, NULL, &xh_cl.actor) == 0);
 }
 
 void
 xh_stop(xh_world_t *w)
 {
-    sb_actor_stop(cl.actor, 1000);
-    CHECK_EQ(sb_actor_join(cl.actor), 0);
-    sb_actor_free(cl.actor);
+    sb_actor_stop(xh_cl.actor, 1000);
+    CHECK_EQ(sb_actor_join(xh_cl.actor), 0);
+    sb_actor_free(xh_cl.actor);
     sb_actor_stop(w->mon, 1000);
     sb_actor_stop(w->sched, 1000);
     CHECK_EQ(sb_actor_join(w->mon), 0);
@@ -363,7 +363,7 @@ xh_stop(xh_world_t *w)
     sb_actor_free(w->sched);
     sb_bus_free(w->bus);
     sb_config_fini(&w->cfg);
-    sb_buf_fini(&B);
+    sb_buf_fini(&xh_B);
     for (int i = 0; i < 4; i++)
-        sb_buf_fini(&strv_bufs[i]);
+        sb_buf_fini(&xh_strv_bufs[i]);
 }
