@@ -116,45 +116,29 @@ struct sb_sandbox {
     sb_sandbox_limits_t lim;
 };
 
-
-/* Shared between the files of the engine (see the file list above). */
+/* engine.c: orphans, slots, prepared network namespaces */
+unsigned long long sb__sbx_proc_start(pid_t pid);
+int sb__sbx_slot_take(sb_engine_t *e, const sb_cgroup_limits_t *cl, uint32_t *out);
+void sb__sbx_slot_release(sb_engine_t *e, uint32_t slot);
+void sb__sbx_prep_kick(sb_engine_t *e);
+int sb__sbx_netns_new(int home, bool *stuck);
+void sb__sbx_cgroup_purge(sb_engine_t *e, const char *name);
+/* spawn.c */
 int sb__sbx_write_file(const char *path, const char *s);
+/* ctl.c: the control socket */
 void sb__sbx_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 void sb__sbx_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
-void sb__sbx_on_eof(sb_sandbox_t *sb);
 int sb__sbx_send(sb_sandbox_t *sb, const sb_buf_t *b);
+/* sandbox.c: teardown */
+void sb__sbx_on_eof(sb_sandbox_t *sb);
 void sb__sbx_pid_event(uv_poll_t *p, int status, int events);
 void sb__sbx_fail_pending(sb_sandbox_t *sb);
 void sb__sbx_check_dead(sb_sandbox_t *sb);
-void sb__sbx_slot_release(sb_engine_t *e, uint32_t slot);
-void sb__sbx_prep_kick(sb_engine_t *e);
-unsigned long long sb__sbx_proc_start(pid_t pid);
-int sb__sbx_slot_take(sb_engine_t *e, const sb_cgroup_limits_t *cl, uint32_t *out);
-int sb__sbx_netns_new(int home, bool *stuck);
-void sb__sbx_cgroup_purge(sb_engine_t *e, const char *name);
-void sb__sbx_fop_done(sb_sandbox_t *sb, const sb_if_reply_t *f);
+/* run.c: what frames from init do to runs */
 sb_sandbox_run_t *sb__sbx_run_find(sb_sandbox_t *sb, uint64_t id);
 void sb__sbx_run_output(sb_sandbox_run_t *r, int fd, sb_str_t data);
 void sb__sbx_run_finish(sb_sandbox_run_t *r, int code, int sig, uint64_t cpu_us);
-
-/* Shared between the files of the engine (see the file list above). */
-int sb__sbx_write_file(const char *path, const char *s);
-void sb__sbx_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
-void sb__sbx_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
-void sb__sbx_on_eof(sb_sandbox_t *sb);
-int sb__sbx_send(sb_sandbox_t *sb, const sb_buf_t *b);
-void sb__sbx_pid_event(uv_poll_t *p, int status, int events);
-void sb__sbx_fail_pending(sb_sandbox_t *sb);
-void sb__sbx_check_dead(sb_sandbox_t *sb);
-void sb__sbx_slot_release(sb_engine_t *e, uint32_t slot);
-void sb__sbx_prep_kick(sb_engine_t *e);
-unsigned long long sb__sbx_proc_start(pid_t pid);
-int sb__sbx_slot_take(sb_engine_t *e, const sb_cgroup_limits_t *cl, uint32_t *out);
-int sb__sbx_netns_new(int home, bool *stuck);
-void sb__sbx_cgroup_purge(sb_engine_t *e, const char *name);
+/* files.c: a REPLY that answers a file operation */
 void sb__sbx_fop_done(sb_sandbox_t *sb, const sb_if_reply_t *f);
-sb_sandbox_run_t *sb__sbx_run_find(sb_sandbox_t *sb, uint64_t id);
-void sb__sbx_run_output(sb_sandbox_run_t *r, int fd, sb_str_t data);
-void sb__sbx_run_finish(sb_sandbox_run_t *r, int code, int sig, uint64_t cpu_us);
 
 #endif

@@ -11,7 +11,7 @@
  *   exec_kernel.c  the warm kernels of each sandbox (over sandbox/kernel.h) and
  *                  KERNEL_EXEC / KERNEL_INTERRUPT / KERNEL_CONTEXT
  *   exec_files.c   FILE_OP and PROC_LIST
- *   exec_util.c    RAW field readers (string arrays, limits, files)
+ *   exec_util.c    RAW field readers (limits, files)
  *
  * Everything here runs on the executor actor's loop thread; nothing is shared with others.
  *
@@ -160,9 +160,7 @@ int sb__x_handle_kernel(sb__xstate_t *x, const sb_msg_t *m);
 int sb__x_handle_file(sb__xstate_t *x, const sb_msg_t *m);
 int sb__x_handle_ps(sb__xstate_t *x, const sb_msg_t *m);
 
-/* exec_util.c: RAW fields (msgpack) in, NULL-terminated malloc'd string vectors out (free
- * with sb_strv_free, sandbox/env.h). */
-int sb__x_strv(sb_str_t raw, size_t max, char ***out, size_t *n);
+/* exec_util.c: RAW fields (msgpack) in: limits, files (string arrays: sb_mp_strv). */
 int sb__x_limits(sb_str_t raw, sb_sandbox_limits_t *lim);
 typedef struct {
     char *path;

@@ -20,6 +20,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "protocols/mp.h"
 #include "protocols/mpw.h"
 #include "sandbox/env.h"
 #include "sandbox/job.h"
@@ -297,8 +298,8 @@ sb__x_handle_run(sb__xstate_t *x, const sb_msg_t *m)
         sb_actor_reply_error(x->a, &to, SB_EINVAL, "unknown runtime '%s'", rt);
         return 0;
     }
-    if (sb__x_strv(req.args, 1024, &args, &nargs) != 0 ||
-        sb__x_strv(req.env, 1024, &env, &nenv) != 0 ||
+    if (sb_mp_strv(req.args, 1024, &args, &nargs) != 0 ||
+        sb_mp_strv(req.env, 1024, &env, &nenv) != 0 ||
         sb__x_files(req.files, &files, &nfiles) != 0) {
         sb_strv_free(args);
         sb_strv_free(env);
@@ -430,9 +431,9 @@ sb__x_handle_cmd(sb__xstate_t *x, const sb_msg_t *m)
     sb_cmd_t req;
     char **argv = NULL, **env = NULL, cwd[4097] = "";
     size_t argc = 0, nenv = 0;
-    if (sb_cmd_decode(m, &req) != 0 || sb__x_strv(req.argv, 1024, &argv, &argc) != 0)
+    if (sb_cmd_decode(m, &req) != 0 || sb_mp_strv(req.argv, 1024, &argv, &argc) != 0)
         return SB_EBADMSG;
-    if (argc == 0 || sb__x_strv(req.env, 1024, &env, &nenv) != 0 ||
+    if (argc == 0 || sb_mp_strv(req.env, 1024, &env, &nenv) != 0 ||
         (req.cwd.len && memchr(req.cwd.ptr, 0, req.cwd.len))) {
         sb_strv_free(argv);
         sb_strv_free(env);

@@ -14,34 +14,6 @@
 #include <string.h>
 
 int
-sb__x_strv(sb_str_t raw, size_t max, char ***out, size_t *n)
-{
-    sb_mp_reader_t r;
-    uint32_t cnt = 0;
-    *out = NULL;
-    *n = 0;
-    if (raw.len == 0)
-        return 0;
-    sb_mp_reader_init(&r, raw.ptr, raw.len);
-    if (sb_mp_peek(&r) == SB_MP_NIL)
-        return 0;
-    if (sb_mp_read_array(&r, &cnt) != 0 || cnt > max)
-        return SB_EBADMSG;
-    char **v = sb_xcalloc((size_t)cnt + 1, sizeof *v);
-    for (uint32_t i = 0; i < cnt; i++) {
-        sb_str_t s;
-        if (sb_mp_read_str(&r, &s) != 0 || (s.len && memchr(s.ptr, 0, s.len))) {
-            sb_strv_free(v);
-            return SB_EBADMSG;
-        }
-        v[i] = sb_str_dup(s);
-    }
-    *out = v;
-    *n = cnt;
-    return 0;
-}
-
-int
 sb__x_limits(sb_str_t raw, sb_sandbox_limits_t *lim)
 {
     sb_mp_reader_t r;

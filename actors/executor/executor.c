@@ -25,6 +25,7 @@
 #include "base/clock.h"
 #include "base/alloc.h"
 #include "base/id.h"
+#include "protocols/mp.h"
 #include "protocols/mpw.h"
 #include "sandbox/env.h"
 
@@ -364,7 +365,7 @@ x_on_create(sb__xstate_t *x, const sb_msg_t *m)
     size_t nenv;
     int rc;
     if (sb_sbx_create_decode(m, &req) != 0 || sb__x_limits(req.limits, &lim) != 0 ||
-        sb__x_strv(req.env, 1024, &env, &nenv) != 0)
+        sb_mp_strv(req.env, 1024, &env, &nenv) != 0)
         return SB_EBADMSG;
     sb_str_copy(rt, sizeof rt, req.runtime);
     if (*rt && x->plugins && !sb_plugins_find(x->plugins, rt)) {
